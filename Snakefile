@@ -1,0 +1,20 @@
+# LatentMan: text prompt -> motion -> body render -> correspondences -> video -> evaluation.
+# The stages live in rules/*.smk; paths, validation and input functions in rules/common.smk.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

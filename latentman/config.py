@@ -1,0 +1,231 @@
+"""Loading and validating config.yaml and prompts.tsv; resolving variants.
+
+Validation runs at workflow start (rules/common.smk) before any job: every problem becomes one
+:class:`~latentman.errors.ConfigError` line naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import yaml
+
+from latentman.errors import ConfigError
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+PROMPT_COLUMNS = ["id", "motion", "prompt", "negative_prompt", "frames", "seed", "motion_file"]
+#: The VAE of Stable Diffusion downsamples by 8: the latent grid is resolution / 8.
+LATENT_FACTOR = 8
+#: PWG and H_MSE work at half the frame resolution (256 for 512 frames), as the paper.
+GUIDANCE_FACTOR = 2
+
+
+def load_schema(name: str, schema_dir: str | os.PathLike | None = None) -> dict:
+    path = Path(schema_dir or SCHEMA_DIR) / f"{name}.schema.yaml"
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def _key_path(path) -> str:
+    parts = []
+    for part in path:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts)
+
+
+def _describe(error: jsonschema.ValidationError, source: str) -> str:
+    key = _key_path(error.absolute_path) or "(top level)"
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    validator = error.validator
+    value = error.instance
+    if validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(value) - set(allowed)) if isinstance(value, Mapping) else []
+        return f"{source}: {key}: unknown key {', '.join(map(repr, extra))} (allowed: {', '.join(allowed)})"
+    if validator == "required":
+        return f"{source}: {key}: {error.message}"
+    if validator == "enum":
+        allowed = ", ".join(map(str, schema["enum"]))
+        return f"{source}: {key} = {value!r} is not allowed (allowed: {allowed})"
+    if validator == "type":
+        return f"{source}: {key} = {value!r} has the wrong type (expected {error.validator_value})"
+    if validator == "pattern" and "description" in schema:
+        return f"{source}: {key} = {value!r} is not allowed ({schema['description']})"
+    if validator == "propertyNames":
+        return f"{source}: {key}: name {value!r} is not allowed (letters, digits, '_', '.', '+', '-')"
+    return f"{source}: {key} = {value!r} is not allowed: {error.message}"
+
+
+def validate_against_schema(data: Any, schema_name: str, source: str) -> None:
+    """Raise ConfigError with one line for the first schema violation (deepest error first)."""
+    validator_cls = jsonschema.validators.validator_for(load_schema(schema_name))
+    validator = validator_cls(load_schema(schema_name))
+    errors = sorted(validator.iter_errors(data), key=lambda e: (-len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors, key=jsonschema.exceptions.relevance)
+        raise ConfigError(_describe(best, source))
+
+
+def deep_merge(base: Mapping, override: Mapping) -> dict:
+    """Recursively merge ``override`` into a copy of ``base`` (override wins)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+# --------------------------------------------------------------------------------------------
+# config
+# --------------------------------------------------------------------------------------------
+def load_config(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        with open(path) as handle:
+            config = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: must be a mapping of keys to values")
+    return config
+
+
+def grids(resolution: int) -> dict[str, int]:
+    """The two correspondence grids for frames of ``resolution``² pixels (64 and 256 for 512)."""
+    return {"latent": resolution // LATENT_FACTOR, "guidance": resolution // GUIDANCE_FACTOR}
+
+
+def resolve_variant(config: Mapping, name: str) -> dict:
+    """The full generation settings of variant ``name``: defaults merged with its overrides.
+
+    ``method: latentman`` is the t2v_zero backbone with SLA and PWG switched on unless the
+    variant switches them off explicitly.
+    """
+    variants = config["variants"]
+    if name not in variants:
+        raise ConfigError(f"variant {name!r} is not defined (defined: {', '.join(sorted(variants))})")
+    overrides = variants[name] or {}
+    settings = deep_merge(config["generation"]["defaults"], overrides)
+    if settings.get("method") == "latentman":
+        for module in ("sla", "pwg"):
+            if "enabled" not in (overrides.get(module) or {}):
+                settings[module]["enabled"] = True
+    settings["name"] = name
+    return settings
+
+
+def check_variant_settings(settings: Mapping, where: str) -> None:
+    """Checks the schema cannot express: step ranges inside the schedule."""
+    steps = settings["num_inference_steps"]
+    for module in ("sla", "pwg"):
+        first, last = settings[module]["steps"]
+        if first > last:
+            raise ConfigError(f"{where}.{module}.steps = [{first}, {last}]: first step is after last step")
+        if settings[module]["enabled"] and last >= steps:
+            raise ConfigError(
+                f"{where}.{module}.steps = [{first}, {last}] is outside the schedule "
+                f"(num_inference_steps = {steps}: allowed step indices 0..{steps - 1})"
+            )
+    masactrl = settings["masactrl"]
+    if settings["method"] == "masactrl" and masactrl["start_step"] >= steps:
+        raise ConfigError(
+            f"{where}.masactrl.start_step = {masactrl['start_step']} is outside the schedule (0..{steps - 1})"
+        )
+
+
+def validate_config(config: Mapping, source: str = "config") -> dict:
+    """Validate the whole config; returns it unchanged. Raises ConfigError (one line)."""
+    validate_against_schema(config, "config", source)
+    defaults = config["generation"]["defaults"]
+    missing = [
+        key
+        for key in load_schema("config")["definitions"]["generation_settings"]["properties"]
+        if key not in defaults
+    ]
+    if missing:
+        raise ConfigError(f"{source}: generation.defaults: missing key(s) {', '.join(missing)}")
+    for name in config["run_variants"]:
+        if name not in config["variants"]:
+            raise ConfigError(
+                f"{source}: run_variants: {name!r} is not a variant (defined: {', '.join(config['variants'])})"
+            )
+    for name in config["variants"]:
+        check_variant_settings(resolve_variant(config, name), f"{source}: variants.{name}")
+    return dict(config)
+
+
+# --------------------------------------------------------------------------------------------
+# prompt table
+# --------------------------------------------------------------------------------------------
+def load_prompts(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate prompts.tsv; returns a DataFrame indexed by id (typed columns)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"prompt table {path} not found (config key: prompts)")
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment=None)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable tab-separated table ({str(exc).splitlines()[0]})") from None
+    table.columns = [c.strip() for c in table.columns]
+    unknown = [c for c in table.columns if c not in PROMPT_COLUMNS]
+    if unknown:
+        raise ConfigError(f"{path}: unknown column(s) {', '.join(unknown)} (allowed: {', '.join(PROMPT_COLUMNS)})")
+    for column in ("negative_prompt", "motion_file"):
+        if column not in table:
+            table[column] = ""
+    if table.empty:
+        raise ConfigError(f"{path}: the table has no rows")
+    rows = []
+    for number, row in enumerate(table.to_dict("records"), start=2):
+        record = {key: (value.strip() if isinstance(value, str) else value) for key, value in row.items()}
+        where = f"{path} line {number} (id {record.get('id', '?')!r})"
+        for key in ("frames", "seed"):
+            text = record.get(key, "")
+            try:
+                record[key] = int(text)
+            except (TypeError, ValueError):
+                if text == "" and key not in table:
+                    continue
+                raise ConfigError(f"{where}: {key} = {text!r} is not allowed (expected a whole number)") from None
+        record = {k: v for k, v in record.items() if not (k in ("frames", "seed") and v == "")}
+        validate_against_schema(record, "prompts", where)
+        rows.append(record)
+    frame = pd.DataFrame(rows, columns=PROMPT_COLUMNS)
+    duplicated = frame["id"][frame["id"].duplicated()].tolist()
+    if duplicated:
+        raise ConfigError(f"{path}: id {duplicated[0]!r} appears more than once (ids must be unique)")
+    return frame.set_index("id", drop=False)
+
+
+def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, source: str = "prompts") -> None:
+    """Checks that need both files: frame counts that fit chunking and motion length."""
+    for prompt_id, row in prompts.iterrows():
+        if row["motion_file"] and not Path(row["motion_file"]).exists():
+            raise ConfigError(f"{source}: id {prompt_id!r}: motion_file {row['motion_file']!r} not found")
+    step = config.get("motion", {}).get("frame_step", 1)
+    fps = config.get("motion", {}).get("fps", 20)
+    if config.get("models", {}).get("mdm"):
+        # MDM generates at most 196 frames (9.8 s at 20 fps).
+        for prompt_id, row in prompts.iterrows():
+            needed = (row["frames"] - 1) * step + 1
+            if needed > 196:
+                raise ConfigError(
+                    f"{source}: id {prompt_id!r}: frames = {row['frames']} with motion.frame_step = {step} needs "
+                    f"{needed} motion frames ({needed / fps:.1f} s); MDM makes at most 196 (9.8 s at 20 fps)"
+                )
+    if not math.isfinite(float(fps)):
+        raise ConfigError(f"{source}: motion.fps must be finite")

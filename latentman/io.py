@@ -1,0 +1,214 @@
+"""Atomic writers and validating readers for every file passed between stages.
+
+Writers never leave a file that looks complete after a crash: they write to a temporary
+file in the destination directory and rename it into place (``os.replace`` is atomic on
+POSIX), so a killed job leaves either the old file, nothing, or a ``.tmp-*`` file that no
+reader accepts.
+
+Every intermediate carries ``format`` (what it is) and ``format_version`` attributes. Readers
+check them and the datasets they need, and name the rule to rerun when a file is wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from latentman.errors import IntermediateFileError
+
+#: Bumped whenever a file layout changes; readers reject other versions with a rebuild hint.
+FORMAT_VERSIONS = {
+    "motion": 1,
+    "render": 1,
+    "correspondence": 1,
+    "frames": 1,
+    "eval": 1,
+}
+
+#: The workflow rule that produces each format, for error messages.
+PRODUCING_RULE = {
+    "motion": "motion",
+    "render": "render",
+    "correspondence": "correspondence",
+    "frames": "generate",
+    "eval": "evaluate",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writes
+# --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    ``suffix`` defaults to the destination's suffix, so writers that pick a format from the
+    extension (imageio, np.savez) behave as for the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix if suffix is None else suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if not tmp.exists() or tmp.stat().st_size == 0:
+            raise OSError(f"writing {path} produced no data")
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically (NaN is refused: it is not valid JSON)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
+    """Write a compressed ``.npz`` atomically."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | os.PathLike, file_format: str, attrs: Mapping[str, Any] | None = None):
+    """Open a new HDF5 file for writing under a temporary name, stamped with its format/version.
+
+    The file is renamed onto ``path`` only when the ``with`` block finishes without error.
+    """
+    with atomic_path(path, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w") as h5:
+            h5.attrs["format"] = file_format
+            h5.attrs["format_version"] = FORMAT_VERSIONS[file_format]
+            for key, value in (attrs or {}).items():
+                set_attr(h5, key, value)
+            yield h5
+
+
+def set_attr(obj: h5py.HLObject, key: str, value: Any) -> None:
+    """Store ``value`` as an HDF5 attribute; dicts and lists of mixed types go in as JSON text."""
+    if isinstance(value, Mapping) or (
+        isinstance(value, list | tuple) and any(isinstance(v, Mapping | str | type(None)) for v in value)
+    ):
+        obj.attrs[key] = json.dumps(value, sort_keys=True)
+    elif value is None:
+        obj.attrs[key] = "null"
+    else:
+        obj.attrs[key] = value
+
+
+def get_json_attr(obj: h5py.HLObject, key: str) -> Any:
+    """Read an attribute written by :func:`set_attr` as JSON text."""
+    value = obj.attrs[key]
+    if isinstance(value, bytes):
+        value = value.decode()
+    return json.loads(value)
+
+
+def write_dataset(h5: h5py.Group, name: str, data: np.ndarray, per_frame: bool = True, **attrs: Any):
+    """Write ``data`` compressed; chunked one frame at a time along axis 0 when ``per_frame``."""
+    data = np.asarray(data)
+    chunks = None
+    if per_frame and data.ndim >= 2 and data.shape[0] > 0:
+        chunks = (1, *data.shape[1:])
+    dset = h5.create_dataset(
+        name, data=data, chunks=chunks, compression="gzip" if data.size > 64 else None, compression_opts=None
+    )
+    for key, value in attrs.items():
+        set_attr(dset, key, value)
+    return dset
+
+
+# --------------------------------------------------------------------------------------------
+# validating readers
+# --------------------------------------------------------------------------------------------
+def _rerun_hint(file_format: str) -> str:
+    rule = PRODUCING_RULE.get(file_format, file_format)
+    return f"delete it and rerun rule '{rule}' (snakemake --cores all --forcerun {rule})"
+
+
+def open_intermediate(path: str | os.PathLike, file_format: str) -> h5py.File:
+    """Open an HDF5 intermediate read-only after checking it is whole, ours, and current."""
+    path = Path(path)
+    if not path.exists():
+        raise IntermediateFileError(f"{path}: file not found; it is made by rule '{PRODUCING_RULE[file_format]}'")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise IntermediateFileError(
+            f"{path}: not a readable HDF5 file (truncated or foreign: {exc}); {_rerun_hint(file_format)}"
+        ) from None
+    found = h5.attrs.get("format")
+    if isinstance(found, bytes):
+        found = found.decode()
+    if found != file_format:
+        h5.close()
+        raise IntermediateFileError(
+            f"{path}: expected a '{file_format}' file, found format={found!r}; {_rerun_hint(file_format)}"
+        )
+    version = int(h5.attrs.get("format_version", -1))
+    if version != FORMAT_VERSIONS[file_format]:
+        h5.close()
+        raise IntermediateFileError(
+            f"{path}: format version {version}, this version of latentman reads version "
+            f"{FORMAT_VERSIONS[file_format]}; {_rerun_hint(file_format)}"
+        )
+    return h5
+
+
+def check_array(
+    array: np.ndarray,
+    name: str,
+    source: str | os.PathLike,
+    shape: tuple[int | None, ...] | None = None,
+    dtype: Any | tuple[Any, ...] | None = None,
+    finite: bool = True,
+) -> np.ndarray:
+    """Validate an array's shape (``None`` = any size on that axis), dtype and finiteness.
+
+    ``source`` names the file (or key) in the error message.
+    """
+    array = np.asarray(array)
+    if shape is not None:
+        ok = array.ndim == len(shape) and all(want is None or want == got for want, got in zip(shape, array.shape))
+        if not ok:
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise IntermediateFileError(f"{source}: '{name}' has shape {array.shape}, expected {want}")
+    if dtype is not None:
+        allowed = tuple(np.dtype(d) for d in (dtype if isinstance(dtype, tuple) else (dtype,)))
+        if array.dtype not in allowed:
+            names = " or ".join(str(d) for d in allowed)
+            raise IntermediateFileError(f"{source}: '{name}' has dtype {array.dtype}, expected {names}")
+    if finite and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = np.argwhere(~np.isfinite(array))[0]
+        where = f" (first at index {tuple(int(i) for i in bad)})"
+        raise IntermediateFileError(f"{source}: '{name}' contains NaN or infinite values{where}")
+    return array
+
+
+def read_h5_dataset(h5: h5py.File, name: str, file_format: str, **checks: Any) -> np.ndarray:
+    """Read a dataset, naming the file and the rule to rerun if it is missing or malformed."""
+    if name not in h5:
+        raise IntermediateFileError(f"{h5.filename}: dataset '{name}' is missing; {_rerun_hint(file_format)}")
+    try:
+        data = h5[name][()]
+    except OSError as exc:
+        raise IntermediateFileError(
+            f"{h5.filename}: dataset '{name}' cannot be read ({exc}); {_rerun_hint(file_format)}"
+        ) from None
+    return check_array(data, name, h5.filename, **checks)
