@@ -179,11 +179,15 @@ def load_prompts(path: str | os.PathLike) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment=None)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable tab-separated table ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(
+            f"{path}: not a readable tab-separated table ({str(exc).splitlines()[0]})"
+        ) from None
     table.columns = [c.strip() for c in table.columns]
     unknown = [c for c in table.columns if c not in PROMPT_COLUMNS]
     if unknown:
-        raise ConfigError(f"{path}: unknown column(s) {', '.join(unknown)} (allowed: {', '.join(PROMPT_COLUMNS)})")
+        raise ConfigError(
+            f"{path}: unknown column(s) {', '.join(unknown)} (allowed: {', '.join(PROMPT_COLUMNS)})"
+        )
     for column in ("negative_prompt", "motion_file"):
         if column not in table:
             table[column] = ""
@@ -200,7 +204,9 @@ def load_prompts(path: str | os.PathLike) -> pd.DataFrame:
             except (TypeError, ValueError):
                 if text == "" and key not in table:
                     continue
-                raise ConfigError(f"{where}: {key} = {text!r} is not allowed (expected a whole number)") from None
+                raise ConfigError(
+                    f"{where}: {key} = {text!r} is not allowed (expected a whole number)"
+                ) from None
         record = {k: v for k, v in record.items() if not (k in ("frames", "seed") and v == "")}
         validate_against_schema(record, "prompts", where)
         rows.append(record)

@@ -146,7 +146,9 @@ def open_intermediate(path: str | os.PathLike, file_format: str) -> h5py.File:
     """Open an HDF5 intermediate read-only after checking it is whole, ours, and current."""
     path = Path(path)
     if not path.exists():
-        raise IntermediateFileError(f"{path}: file not found; it is made by rule '{PRODUCING_RULE[file_format]}'")
+        raise IntermediateFileError(
+            f"{path}: file not found; it is made by rule '{PRODUCING_RULE[file_format]}'"
+        )
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
@@ -185,7 +187,9 @@ def check_array(
     """
     array = np.asarray(array)
     if shape is not None:
-        ok = array.ndim == len(shape) and all(want is None or want == got for want, got in zip(shape, array.shape))
+        ok = array.ndim == len(shape) and all(
+            want is None or want == got for want, got in zip(shape, array.shape)
+        )
         if not ok:
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
             raise IntermediateFileError(f"{source}: '{name}' has shape {array.shape}, expected {want}")

@@ -1,0 +1,22 @@
+"""Shared pytest setup: markers, offline/headless environment, repository paths."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a model hub and render headless on CPU machines.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end-to-end runs (seconds to minutes)")
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO

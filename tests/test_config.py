@@ -1,0 +1,204 @@
+"""Config and prompt-table validation: every mistake is one line naming the key and value."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from latentman.config import (
+    deep_merge,
+    grids,
+    load_config,
+    load_prompts,
+    resolve_variant,
+    validate_config,
+    validate_prompts_against_config,
+)
+from latentman.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def default_config():
+    return load_config(REPO / "config.yaml")
+
+
+def test_shipped_config_and_prompts_are_valid(default_config):
+    validate_config(default_config)
+    prompts = load_prompts(REPO / "prompts.tsv")
+    assert len(prompts) >= 4
+    assert prompts["frames"].dtype.kind == "i" and prompts["seed"].dtype.kind == "i"
+    validate_prompts_against_config(prompts, default_config)
+
+
+def _set(config, dotted, value):
+    node = config
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node[key]
+    node[last] = value
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("render.resolution", 100, ["render.resolution", "100", "multiple of 64"]),
+        ("render.resolution", "512", ["render.resolution", "wrong type", "integer"]),
+        ("generation.defaults.num_inference_steps", -5, ["num_inference_steps", "-5"]),
+        ("generation.defaults.method", "sora", ["generation.defaults.method", "sora", "t2v_zero"]),
+        ("generation.defaults.pwg.delta", 0, ["pwg.delta", "0"]),
+        ("generation.defaults.reference", "next", ["reference", "next", "prev_new"]),
+        ("device", "tpu", ["device", "tpu", "cuda"]),
+        ("models.stable_diffusion", "", ["models.stable_diffusion"]),
+        ("models.unknown_model", "x", ["models", "unknown key", "unknown_model"]),
+        ("motion.frame_step", 0, ["motion.frame_step", "0"]),
+        ("render.camera.yfov_deg", 270, ["render.camera.yfov_deg", "270"]),
+        ("correspondence.references", ["prev", "sideways"], ["correspondence.references[1]", "sideways"]),
+        ("run_variants", ["t2v_zero", "nope"], ["run_variants", "nope"]),
+        ("variants.bad name!", {"method": "t2v_zero"}, ["variants", "bad name!"]),
+    ],
+)
+def test_invalid_config_value_is_named(default_config, key, value, expected):
+    config = copy.deepcopy(default_config)
+    _set(config, key, value)
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in expected:
+        assert fragment in message, (fragment, message)
+
+
+def test_step_range_outside_schedule(default_config):
+    config = copy.deepcopy(default_config)
+    config["variants"]["latentman"]["pwg"]["steps"] = [4, 40]
+    with pytest.raises(
+        ConfigError, match=r"variants\.latentman\.pwg\.steps = \[4, 40\] is outside the schedule"
+    ):
+        validate_config(config)
+
+
+def test_step_range_reversed(default_config):
+    config = copy.deepcopy(default_config)
+    config["variants"]["latentman"]["sla"]["steps"] = [6, 2]
+    with pytest.raises(ConfigError, match=r"sla\.steps = \[6, 2\]: first step is after last step"):
+        validate_config(config)
+
+
+def test_resolve_variant_merges_and_latentman_switches_modules_on(default_config):
+    settings = resolve_variant(default_config, "latentman")
+    assert settings["sla"]["enabled"] and settings["pwg"]["enabled"]
+    assert settings["pwg"]["delta"] == default_config["generation"]["defaults"]["pwg"]["delta"]
+    config = copy.deepcopy(default_config)
+    config["variants"]["latentman_no_pwg"] = {"method": "latentman", "pwg": {"enabled": False}}
+    settings = resolve_variant(config, "latentman_no_pwg")
+    assert settings["sla"]["enabled"] and not settings["pwg"]["enabled"]
+    assert not resolve_variant(default_config, "t2v_zero")["sla"]["enabled"]
+    with pytest.raises(ConfigError, match="variant 'missing' is not defined"):
+        resolve_variant(default_config, "missing")
+
+
+def test_deep_merge_does_not_mutate():
+    base = {"a": {"b": 1, "c": 2}}
+    merged = deep_merge(base, {"a": {"b": 5}})
+    assert merged == {"a": {"b": 5, "c": 2}} and base == {"a": {"b": 1, "c": 2}}
+
+
+def test_grids():
+    assert grids(512) == {"latent": 64, "guidance": 256}
+    assert grids(128) == {"latent": 16, "guidance": 64}
+
+
+HEADER = "id\tmotion\tprompt\tnegative_prompt\tframes\tseed\n"
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ("a\twalk\ta robot\t\t8\t1\na\trun\ta cat\t\t8\t2\n", ["id 'a' appears more than once"]),
+        ("a\twalk\t   \t\t8\t1\n", ["line 2", "prompt"]),
+        ("a\t\ta robot\t\t8\t1\n", ["line 2", "motion"]),
+        ("a\twalk\ta robot\t\teight\t1\n", ["line 2", "frames", "'eight'", "whole number"]),
+        ("a\twalk\ta robot\t\t1\t1\n", ["line 2", "frames", "1"]),
+        ("a\twalk\ta robot\t\t8\t-3\n", ["line 2", "seed", "-3"]),
+        ("bad id\twalk\ta robot\t\t8\t1\n", ["id", "bad id"]),
+    ],
+)
+def test_invalid_prompt_table_is_named(tmp_path, rows, expected):
+    path = tmp_path / "prompts.tsv"
+    path.write_text(HEADER + rows)
+    with pytest.raises(ConfigError) as info:
+        load_prompts(path)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in expected:
+        assert fragment in message, (fragment, message)
+
+
+def test_prompt_table_unknown_column_and_empty(tmp_path):
+    path = tmp_path / "prompts.tsv"
+    path.write_text("id\tmotion\tprompt\tframes\tseed\tcolour\na\twalk\tx\t8\t1\tred\n")
+    with pytest.raises(ConfigError, match="unknown column.*colour"):
+        load_prompts(path)
+    path.write_text(HEADER)
+    with pytest.raises(ConfigError, match="no rows"):
+        load_prompts(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_prompts(tmp_path / "absent.tsv")
+
+
+def test_prompt_whitespace_stripped_and_optional_columns(tmp_path):
+    path = tmp_path / "prompts.tsv"
+    path.write_text("id\tmotion\tprompt\tframes\tseed\na\t walk \t a robot \t8\t1\n")
+    table = load_prompts(path)
+    assert table.loc["a", "motion"] == "walk" and table.loc["a", "negative_prompt"] == ""
+
+
+def test_missing_motion_file_is_named(tmp_path, default_config):
+    path = tmp_path / "prompts.tsv"
+    path.write_text(HEADER.rstrip("\n") + "\tmotion_file\n" + "a\twalk\tx\t\t8\t1\t/nonexistent/m.npz\n")
+    with pytest.raises(ConfigError, match="motion_file '/nonexistent/m.npz' not found"):
+        validate_prompts_against_config(load_prompts(path), default_config)
+
+
+def test_bad_yaml_is_one_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("render: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_snakemake_stops_before_any_job_on_bad_config(tmp_path):
+    """Through the real CLI: one line naming the key, exit code 1, nothing under results/."""
+    config = load_config(REPO / "config.yaml")
+    config["render"]["resolution"] = 96
+    config["prompts"] = str(REPO / "prompts.tsv")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            str(bad),
+            "--directory",
+            str(tmp_path),
+            "--cores",
+            "1",
+            "-n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if "latentman config error" in line]
+    assert len(lines) == 1 and "render.resolution = 96" in lines[0] and "multiple of 64" in lines[0]
+    assert not (tmp_path / "results").exists()
