@@ -161,7 +161,8 @@ def validate_config(config: Mapping, source: str = "config") -> dict:
     for name in config["run_variants"]:
         if name not in config["variants"]:
             raise ConfigError(
-                f"{source}: run_variants: {name!r} is not a variant (defined: {', '.join(config['variants'])})"
+                f"{source}: run_variants: {name!r} is not a variant "
+                f"(defined: {', '.join(config['variants'])})"
             )
     for name in config["variants"]:
         check_variant_settings(resolve_variant(config, name), f"{source}: variants.{name}")
@@ -230,8 +231,9 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
             needed = (row["frames"] - 1) * step + 1
             if needed > 196:
                 raise ConfigError(
-                    f"{source}: id {prompt_id!r}: frames = {row['frames']} with motion.frame_step = {step} needs "
-                    f"{needed} motion frames ({needed / fps:.1f} s); MDM makes at most 196 (9.8 s at 20 fps)"
+                    f"{source}: id {prompt_id!r}: frames = {row['frames']} with motion.frame_step = {step} "
+                    f"needs {needed} motion frames ({needed / fps:.1f} s); "
+                    "MDM makes at most 196 (9.8 s at 20 fps)"
                 )
     if not math.isfinite(float(fps)):
         raise ConfigError(f"{source}: motion.fps must be finite")
