@@ -12,9 +12,14 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/motion.smk"
+include: "rules/correspondence.smk"
+include: "rules/generate.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

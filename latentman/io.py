@@ -46,6 +46,15 @@ PRODUCING_RULE = {
 # --------------------------------------------------------------------------------------------
 # atomic writes
 # --------------------------------------------------------------------------------------------
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -65,6 +74,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             raise OSError(f"writing {path} produced no data")
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        # mkstemp creates 0600 files; give the result the usual permissions (0666 minus umask)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -9,6 +9,7 @@ from latentman.config import (
     validate_prompts_against_config,
 )
 from latentman.errors import LatentmanError
+from latentman.sweeps import register_sweeps
 
 
 def _stop(message):
@@ -19,6 +20,9 @@ def _stop(message):
 
 try:
     validate_config(config, source="config")
+    # sweeps: expand named grids into variants (resolve_variant finds them), then re-check them all
+    SWEEPS = register_sweeps(config)
+    validate_config(config, source="config (with expanded sweeps)")
     PROMPTS = load_prompts(config["prompts"])
     validate_prompts_against_config(PROMPTS, config, source=config["prompts"])
 except LatentmanError as error:
@@ -28,12 +32,12 @@ PROMPT_IDS = list(PROMPTS.index)
 
 # ---------------------------------------------------------------------------- paths
 RESULTS = "results"
-MOTION = RESULTS + "/motion/{prompt}.npz"
-RENDER = RESULTS + "/render/{prompt}.h5"
-CORRESPONDENCE = RESULTS + "/correspondence/{prompt}/{reference}.h5"
-FRAMES = RESULTS + "/videos/{prompt}/{variant}/frames.h5"
-EVALUATION = RESULTS + "/eval/{prompt}/{variant}.json"
-MODELS = RESULTS + "/models"
+MOTION = "results/motion/{prompt}.npz"
+RENDER = "results/render/{prompt}.h5"
+CORRESPONDENCE = "results/correspondence/{prompt}/{reference}.h5"
+FRAMES = "results/videos/{prompt}/{variant}/frames.h5"
+EVALUATION = "results/eval/{prompt}/{variant}.json"
+MODELS = "results/models"
 
 
 def log_path(rule_name, pattern):
@@ -58,7 +62,108 @@ def variant_settings(variant):
     return resolve_variant(config, variant)
 
 
+def correspondence_references():
+    """Sorted reference modes to compute: config correspondence.references plus prev (evaluation)."""
+    return sorted(set(config["correspondence"]["references"]) | {"prev"})
+
+
 def all_targets():
     """Everything `snakemake --cores all` builds on the configured prompts and run_variants."""
     targets = []
+    # motion: the .npz and its stick-figure preview for every prompt
+    for prompt in PROMPT_IDS:
+        targets += [MOTION.format(prompt=prompt)]
+        targets += [f"{RESULTS}/motion/{prompt}.{ext}" for ext in ("gif", "mp4")]
+    # correspondence: one file per reference mode in use, and a preview, per prompt
+    for prompt in PROMPT_IDS:
+        for reference in correspondence_references():
+            targets += [CORRESPONDENCE.format(prompt=prompt, reference=reference)]
+        targets += [f"{RESULTS}/correspondence/{prompt}/preview.png"]
+    # generate: frames.h5 + videos of every run variant for every prompt
+    for prompt in PROMPT_IDS:
+        for variant in config["run_variants"]:
+            targets += [FRAMES.format(prompt=prompt, variant=variant)]
+            targets += [
+                f"{RESULTS}/videos/{prompt}/{variant}/video.{ext}"
+                for ext in ("mp4", "gif")
+            ]
+    # evaluate + report: the default run's table and plots (rules/report.smk, sweep "default")
+    targets += [f"{RESULTS}/tables/default.{ext}" for ext in ("csv", "md")]
+    plots = ("h_mse_per_pair", "h_mse_bars", "contact_sheet")
+    targets += [f"{RESULTS}/plots/default/{name}.png" for name in plots]
     return targets
+
+
+# ---------------------------------------------------------------------------- sweeps (report.smk)
+from latentman.errors import ConfigError
+from latentman.sweeps import select_sweep, sweep_prompts
+
+TABLE = f"{RESULTS}/tables/{{sweep}}"
+PLOTS = f"{RESULTS}/plots/{{sweep}}"
+
+# an unknown --config sweep=NAME stops here, before any job
+if config.get("sweep") is not None:
+    try:
+        select_sweep(SWEEPS, config["sweep"])
+    except LatentmanError as error:
+        _stop(error)
+
+
+wildcard_constraints:
+    sweep="[A-Za-z0-9][A-Za-z0-9_+-]*",
+
+
+def sweep_members(sweep):
+    """(variant names, variant -> group, prompt ids) of a sweep; "default" = run_variants on every prompt."""
+    if sweep == "default" and sweep not in SWEEPS:
+        return list(config["run_variants"]), {}, PROMPT_IDS
+    variants = select_sweep(SWEEPS, sweep)
+    prompts = sweep_prompts(config["sweeps"][sweep], PROMPT_IDS, sweep)
+    return [v.name for v in variants], {v.name: v.group for v in variants}, prompts
+
+
+def sweep_evaluations(wildcards):
+    variants, _, prompts = sweep_members(wildcards.sweep)
+    return [EVALUATION.format(prompt=p, variant=v) for v in variants for p in prompts]
+
+
+def sweep_contact_frames(wildcards):
+    """frames.h5 of the sweep's first prompt, one per variant group (its first seed)."""
+    variants, groups, prompts = sweep_members(wildcards.sweep)
+    firsts = {}
+    for variant in variants:
+        firsts.setdefault(groups.get(variant, variant), variant)
+    # input keys must be identifiers; params.contact_groups gives the group of frames_{k}
+    return {
+        f"frames_{k}": FRAMES.format(prompt=prompts[0], variant=v)
+        for k, v in enumerate(firsts.values())
+    }
+
+
+def sweep_groups_in_order(sweep):
+    variants, groups, _ = sweep_members(sweep)
+    return list(dict.fromkeys(groups.get(v, v) for v in variants))
+
+
+def plot_inputs(wildcards):
+    return {
+        "evaluations": sweep_evaluations(wildcards),
+        **sweep_contact_frames(wildcards),
+    }
+
+
+def sweep_targets(sweep):
+    return [TABLE.format(sweep=sweep) + ext for ext in (".csv", ".md")] + [
+        f"{PLOTS.format(sweep=sweep)}/{name}.png"
+        for name in ("h_mse_per_pair", "h_mse_bars", "contact_sheet")
+    ]
+
+
+def requested_sweep(wildcards):
+    name = config.get("sweep")
+    if name is None:
+        raise ConfigError(
+            "the sweep target needs a sweep name: snakemake --cores all sweep --config sweep=NAME "
+            f"(defined sweeps: {', '.join(sorted(SWEEPS)) or 'none'})"
+        )
+    return sweep_targets(name)
