@@ -1,0 +1,169 @@
+"""Import motions from files named in the ``motion_file`` column of prompts.tsv.
+
+Formats (chosen from content, not only the extension):
+
+- MDM's ``results.npy``: a pickled dict with ``motion`` ``(N, 22, 3, T)`` (joint positions, Y up,
+  20 fps), ``text``, ``lengths``; the first sample is used.
+- AMASS-style SMPL ``.npz``: ``poses`` ``(T, ≥72)`` axis-angle (SMPL/SMPL-H; the first 24 joints are
+  used, SMPL-H hand joints replace nothing), ``trans`` ``(T, 3)``, ``mocap_framerate``; Z up → Y up.
+- plain joint arrays ``(T, 22, 3)`` (or ``(T, 24, 3)``): ``.npy``, or ``.npz`` with ``joints`` and an
+  optional ``fps`` (default: the target fps). Metres, Y up.
+
+Every import is resampled to the target fps (duration preserved), cut to the needed frame count and
+grounded (lowest foot joint of the first frame at y = 0).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+from latentman.errors import LatentmanError
+from latentman.motion import Motion, from_smpl, ground, require_frames
+from latentman.skeleton import NUM_HML_JOINTS
+
+#: Z-up (AMASS) → Y-up: (x, y, z) → (x, z, -y), a -90° rotation about X.
+Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+
+# ------------------------------------------------------------------------------------ resampling
+def resample_times(frames: int, fps_in: float, fps_out: float) -> np.ndarray:
+    """Sample times (seconds) at ``fps_out`` covering the same duration as ``frames`` at ``fps_in``."""
+    duration = (frames - 1) / fps_in
+    count = int(np.floor(duration * fps_out + 1e-6)) + 1
+    return np.arange(count) / fps_out
+
+
+def resample_positions(values: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
+    """Linear resampling of ``(T, ...)`` values along time; the duration is preserved."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.isclose(fps_in, fps_out):
+        return values.copy()
+    t_in = np.arange(len(values)) / fps_in
+    t_out = np.minimum(resample_times(len(values), fps_in, fps_out), t_in[-1])
+    flat = values.reshape(len(values), -1)
+    out = np.stack([np.interp(t_out, t_in, flat[:, c]) for c in range(flat.shape[1])], axis=1)
+    return out.reshape(len(t_out), *values.shape[1:])
+
+
+def resample_rotations(poses: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
+    """Slerp resampling of axis-angle ``(T, J, 3)`` along time; the duration is preserved."""
+    poses = np.asarray(poses, dtype=np.float64)
+    if np.isclose(fps_in, fps_out):
+        return poses.copy()
+    t_in = np.arange(len(poses)) / fps_in
+    t_out = np.minimum(resample_times(len(poses), fps_in, fps_out), t_in[-1])
+    out = np.empty((len(t_out), poses.shape[1], 3))
+    for j in range(poses.shape[1]):
+        out[:, j] = Slerp(t_in, Rotation.from_rotvec(poses[:, j]))(t_out).as_rotvec()
+    return out
+
+
+# --------------------------------------------------------------------------------------- readers
+def _fail(path: Path, message: str) -> LatentmanError:
+    return LatentmanError(f"motion_file {path}: {message}")
+
+
+def _finite(path: Path, name: str, array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.number):
+        raise _fail(path, f"'{name}' is not numeric (dtype {array.dtype})")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise _fail(path, f"'{name}' contains NaN or infinite values (first at index {bad})")
+    return array
+
+
+def _joints_array(path: Path, array: np.ndarray, name: str) -> np.ndarray:
+    array = _finite(path, name, array)
+    if array.ndim != 3 or array.shape[1] not in (22, 24) or array.shape[2] != 3:
+        raise _fail(path, f"'{name}' has shape {array.shape}, expected (frames, 22, 3)")
+    return array[:, :NUM_HML_JOINTS]
+
+
+def _load(path: Path):
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        return np.load(path, allow_pickle=True)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _fail(path, f"cannot be read as .npy/.npz ({exc})") from None
+
+
+def _fit(path: Path, joints: np.ndarray, fps_in: float, frames: int, fps: float) -> np.ndarray:
+    joints = resample_positions(joints, fps_in, fps)
+    require_frames(len(joints), frames, f"motion_file {path}")
+    return ground(joints[:frames])
+
+
+def import_motion(path: str | Path, frames: int, fps: float, text: str = "", seed: int = 0) -> Motion:
+    """Read a motion file of any supported format as ``frames`` frames at ``fps``.
+
+    Raises:
+        LatentmanError: unreadable file, unknown layout, wrong shapes, NaN/inf values, too short.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, "file not found (check the motion_file column of prompts.tsv)")
+    data = _load(path)
+    source = f"file:{path}"
+    if isinstance(data, np.ndarray) and data.dtype == object and data.shape == ():
+        data = data.item()
+    if isinstance(data, dict) and "motion" in data:  # MDM results.npy
+        motion = np.asarray(data["motion"])
+        if motion.ndim != 4 or motion.shape[1:3] not in ((22, 3), (24, 3)):
+            raise _fail(path, f"'motion' has shape {motion.shape}, expected (samples, 22, 3, frames)")
+        length = motion.shape[-1]
+        if "lengths" in data and len(np.atleast_1d(data["lengths"])):
+            length = int(np.atleast_1d(data["lengths"])[0])
+        joints = _joints_array(path, np.transpose(motion[0, :, :, :length], (2, 0, 1)), "motion")
+        texts = data.get("text")
+        if not text and texts is not None and len(texts):
+            text = str(texts[0])
+        joints = _fit(path, joints, 20.0, frames, fps)
+        return Motion(joints.astype(np.float32), float(fps), text, source, int(seed))
+    if isinstance(data, dict) and "poses" in data:  # AMASS-style SMPL
+        for key in ("trans", "mocap_framerate"):
+            if key not in data:
+                raise _fail(path, f"AMASS-style file lacks '{key}' (needs poses, trans, mocap_framerate)")
+        poses = _finite(path, "poses", data["poses"])
+        trans = _finite(path, "trans", data["trans"])
+        rate = float(data["mocap_framerate"])
+        if poses.ndim != 2 or poses.shape[1] < 66:
+            raise _fail(path, f"'poses' has shape {poses.shape}, expected (frames, 72) or (frames, 156)")
+        if trans.shape != (len(poses), 3):
+            raise _fail(path, f"'trans' has shape {trans.shape}, expected ({len(poses)}, 3)")
+        if not np.isfinite(rate) or rate <= 0:
+            raise _fail(path, f"'mocap_framerate' is {rate}, expected a positive number")
+        smpl = np.zeros((len(poses), 24, 3))
+        count = min(poses.shape[1] // 3, 24)
+        smpl[:, :count] = poses[:, : count * 3].reshape(len(poses), count, 3)
+        if poses.shape[1] < 72:  # SMPL-H/SMPL-X body without SMPL's hand joints
+            smpl[:, 22:] = 0.0
+        # Rotate the world, not the body: the root orientation and translation go Z up → Y up.
+        root = Rotation.from_matrix(Z_UP_TO_Y_UP) * Rotation.from_rotvec(smpl[:, 0])
+        smpl[:, 0] = root.as_rotvec()
+        trans = trans @ Z_UP_TO_Y_UP.T
+        smpl = resample_rotations(smpl, rate, fps)
+        trans = resample_positions(trans, rate, fps)
+        require_frames(len(smpl), frames, f"motion_file {path}")
+        return from_smpl(smpl[:frames], trans[:frames], fps, text, source, seed)
+    if isinstance(data, dict) and "joints" in data:  # plain joints .npz
+        joints = _joints_array(path, data["joints"], "joints")
+        fps_in = float(data["fps"]) if "fps" in data else float(fps)
+        joints = _fit(path, joints, fps_in, frames, fps)
+        return Motion(joints.astype(np.float32), float(fps), text, source, int(seed))
+    if isinstance(data, np.ndarray):  # plain joints .npy
+        joints = _fit(path, _joints_array(path, data, "array"), float(fps), frames, fps)
+        return Motion(joints.astype(np.float32), float(fps), text, source, int(seed))
+    keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+    raise _fail(
+        path,
+        f"unknown layout (found {keys}); expected MDM results.npy ('motion'), AMASS .npz "
+        "('poses', 'trans', 'mocap_framerate') or joints (frames, 22, 3) in .npy or .npz ('joints')",
+    )

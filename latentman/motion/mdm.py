@@ -1,0 +1,230 @@
+"""MDM text-to-motion behind the motion stage's interface: checkpoint loading and sampling.
+
+Inputs (all local, never downloaded):
+
+- ``models.mdm``: the official checkpoint, e.g. ``humanml_trans_enc_512/model000200000.pt``, a state
+  dict (or ``{"model": ...}`` / ``{"model_avg": ...}``) with ``args.json`` beside it;
+- ``models.mdm_clip``: a local CLIP ViT-B/32 folder in transformers format (text tower + projection);
+- ``models.mdm_stats``: folder with HumanML3D ``Mean.npy`` and ``Std.npy`` ``(263,)``; default: the
+  checkpoint's folder.
+
+Sampling: ``diffusion_steps`` (args.json, default 1000) ancestral steps with the ``noise_schedule``,
+x0 prediction, classifier-free guidance ``uncond + s * (cond - uncond)`` with ``s = guidance_param``
+(args.json, default 2.5), de-normalisation with Mean/Std, ``recover_from_ric`` → ``(T, 22, 3)`` at
+20 fps, then resampling to ``motion.fps``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentman.errors import LatentmanError, ModelNotFoundError
+from latentman.motion import Motion, ground, require_frames
+from latentman.motion.humanml import FEATURE_DIM, recover_from_ric
+from latentman.motion.mdm_net import MDM, GaussianDiffusion
+
+log = logging.getLogger(__name__)
+
+MDM_FPS = 20.0
+MAX_FRAMES = 196
+#: MDM tokenises HumanML3D text to 20 words plus start and end tokens.
+TEXT_TOKENS = 22
+WHERE_MDM = (
+    "download humanml_trans_enc_512 from github.com/GuyTevet/motion-diffusion-model (README, "
+    "'Download the pretrained models') and point models.mdm at its model000200000.pt"
+)
+WHERE_CLIP = (
+    "save openai/clip-vit-base-patch32 locally with transformers (save_pretrained) and set models.mdm_clip"
+)
+WHERE_STATS = (
+    "copy HumanML3D's Mean.npy and Std.npy (dataset/HumanML3D/) beside the checkpoint or set models.mdm_stats"
+)
+IGNORED_PREFIXES = ("clip_model.", "rot2xyz.")
+
+
+@dataclass
+class MDMBundle:
+    """Everything sampling needs: network, diffusion, CLIP text tower + tokenizer, statistics, args."""
+
+    model: MDM
+    diffusion: GaussianDiffusion
+    text_model: Any
+    tokenizer: Any
+    mean: np.ndarray
+    std: np.ndarray
+    args: dict
+    checkpoint: Path
+
+    @property
+    def guidance(self) -> float:
+        return float(self.args.get("guidance_param", 2.5))
+
+
+def _missing(key: str, path: Path | str, what: str, where: str) -> ModelNotFoundError:
+    return ModelNotFoundError(f"{key}: {what} not found at {path}; {where}")
+
+
+def _state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise ModelNotFoundError(
+            f"models.mdm: {checkpoint} is not a readable PyTorch checkpoint ({exc})"
+        ) from None
+    for key in ("model_avg", "model", "state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
+    return {k: v for k, v in state.items() if not k.startswith(IGNORED_PREFIXES)}
+
+
+def build_model(args: Mapping[str, Any]) -> MDM:
+    """The network described by an MDM ``args.json`` (humanml, trans_enc)."""
+    if args.get("dataset", "humanml") != "humanml" or args.get("arch", "trans_enc") != "trans_enc":
+        raise ModelNotFoundError(
+            f"models.mdm: args.json says dataset={args.get('dataset')!r}, arch={args.get('arch')!r}; "
+            "latentman runs the HumanML3D text-to-motion transformer encoder (humanml, trans_enc)"
+        )
+    return MDM(
+        njoints=FEATURE_DIM,
+        nfeats=1,
+        latent_dim=int(args.get("latent_dim", 512)),
+        ff_size=int(args.get("ff_size", 1024)),
+        num_layers=int(args.get("layers", 8)),
+        num_heads=int(args.get("num_heads", 4)),
+        dropout=float(args.get("dropout", 0.1)),
+        activation=str(args.get("activation", "gelu")),
+    )
+
+
+def load_mdm(config: Mapping[str, Any]) -> MDMBundle:
+    """Load checkpoint, args.json, CLIP text encoder and statistics named by ``config['models']``.
+
+    Raises:
+        ModelNotFoundError: a missing or unreadable file; the message names the config key, the
+            path tried and where to get it.
+    """
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+
+    models = config.get("models") or {}
+    checkpoint = Path(str(models.get("mdm")))
+    if not checkpoint.is_file():
+        raise _missing("models.mdm", checkpoint, "MDM checkpoint", WHERE_MDM)
+    args_path = checkpoint.parent / "args.json"
+    if not args_path.is_file():
+        raise _missing("models.mdm", args_path, "args.json (beside the checkpoint)", WHERE_MDM)
+    try:
+        args = json.loads(args_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelNotFoundError(f"models.mdm: {args_path} is not valid JSON ({exc})") from None
+    stats_dir = Path(str(models.get("mdm_stats") or checkpoint.parent))
+    stats = []
+    for name in ("Mean.npy", "Std.npy"):
+        path = stats_dir / name
+        if not path.is_file():
+            key = (
+                "models.mdm_stats"
+                if models.get("mdm_stats")
+                else "models.mdm_stats (default: the checkpoint folder)"
+            )
+            raise _missing(key, path, f"HumanML3D {name}", WHERE_STATS)
+        array = np.load(path).astype(np.float32)
+        if array.shape != (FEATURE_DIM,) or not np.isfinite(array).all():
+            raise ModelNotFoundError(
+                f"models.mdm_stats: {path} has shape {array.shape}, expected ({FEATURE_DIM},)"
+            )
+        stats.append(array)
+    clip_dir = models.get("mdm_clip")
+    if not clip_dir or not Path(str(clip_dir)).is_dir():
+        raise _missing("models.mdm_clip", clip_dir, "CLIP ViT-B/32 text encoder folder", WHERE_CLIP)
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(str(clip_dir), local_files_only=True)
+        text_model = CLIPTextModelWithProjection.from_pretrained(str(clip_dir), local_files_only=True).eval()
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(
+            f"models.mdm_clip: cannot load CLIP from {clip_dir} ({exc}); {WHERE_CLIP}"
+        ) from None
+
+    model = build_model(args)
+    state = _state_dict(checkpoint)
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelNotFoundError(
+            f"models.mdm: {checkpoint} does not match args.json (missing {result.missing_keys[:3]}, "
+            f"unexpected {result.unexpected_keys[:3]}); "
+            "use the humanml_trans_enc_512 checkpoint with its args.json"
+        )
+    model.eval()
+    try:
+        diffusion = GaussianDiffusion(
+            steps=int(args.get("diffusion_steps", 1000)),
+            schedule=str(args.get("noise_schedule", "cosine")),
+            sigma_small=bool(args.get("sigma_small", True)),
+        )
+    except ValueError as exc:
+        raise ModelNotFoundError(f"models.mdm: {args_path}: {exc}") from None
+    return MDMBundle(model, diffusion, text_model, tokenizer, stats[0], stats[1], args, checkpoint)
+
+
+@torch.no_grad()
+def encode_text(bundle: MDMBundle, text: str) -> torch.Tensor:
+    """CLIP's projected text embedding ``(1, 512)`` of ``text``, truncated to 20 words like MDM."""
+    tokens = bundle.tokenizer([text], truncation=True, max_length=TEXT_TOKENS, return_tensors="pt")
+    return bundle.text_model(input_ids=tokens["input_ids"]).text_embeds.float()
+
+
+@torch.no_grad()
+def sample_features(bundle: MDMBundle, text: str, frames: int, seed: int) -> np.ndarray:
+    """Denormalised HumanML3D features ``(frames, 263)`` for ``text`` (20 fps)."""
+    from tqdm import tqdm
+
+    cond = encode_text(bundle, text)
+    uncond = torch.zeros_like(cond)
+    scale = bundle.guidance
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if scale == 1.0:
+            return bundle.model(x, t, cond)
+        both = bundle.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))
+        out_cond, out_uncond = both.chunk(2)
+        return out_uncond + scale * (out_cond - out_uncond)
+
+    generator = torch.Generator().manual_seed(int(seed))
+    x0 = bundle.diffusion.sample(
+        denoise, (1, FEATURE_DIM, 1, frames), generator, progress=lambda s: tqdm(s, desc="MDM", leave=False)
+    )
+    features = x0[0, :, 0].T.numpy()  # (T, 263)
+    return features * bundle.std + bundle.mean
+
+
+def generate_mdm(text: str, frames: int, fps: float, seed: int, config: Mapping[str, Any]) -> Motion:
+    """MDM motion for ``text``: ``frames`` frames at ``fps``, grounded; joints only (no SMPL rotations)."""
+    from latentman.motion.importers import resample_positions
+
+    duration = (frames - 1) / fps
+    native = int(np.ceil(duration * MDM_FPS - 1e-6)) + 1
+    if native > MAX_FRAMES:
+        raise LatentmanError(
+            f"MDM makes at most {MAX_FRAMES} frames ({MAX_FRAMES / MDM_FPS:.1f} s at 20 fps); "
+            f"this prompt needs {duration:.1f} s: lower frames or motion.frame_step"
+        )
+    bundle = load_mdm(config)
+    torch.manual_seed(int(seed))
+    features = sample_features(bundle, text, max(native, 2), seed)
+    joints = recover_from_ric(torch.from_numpy(features).float(), 22).numpy()
+    joints = resample_positions(joints, MDM_FPS, fps)
+    require_frames(len(joints), frames, f"MDM ({bundle.checkpoint})")
+    joints = ground(joints[:frames])
+    if not np.isfinite(joints).all():
+        raise ModelNotFoundError(
+            f"models.mdm: {bundle.checkpoint} produced non-finite joints; check the checkpoint"
+        )
+    return Motion(joints.astype(np.float32), float(fps), text, f"mdm:{bundle.checkpoint}", int(seed))
