@@ -1,0 +1,49 @@
+# Correspondence stage: render IUV (+ surface points) -> per-pair dense maps at the latent and
+# guidance grids, one file per reference mode; computed once per prompt, reused by every variant.
+
+
+rule correspondence:
+    input:
+        render=RENDER,
+    output:
+        correspondence=CORRESPONDENCE,
+    log:
+        log_path("correspondence", "{prompt}/{reference}"),
+    benchmark:
+        benchmark_path("correspondence", "{prompt}/{reference}")
+    conda:
+        "../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        method=config["correspondence"]["method"],
+        radius=config["correspondence"]["surface_radius"],
+    script:
+        "../workflow_scripts/correspondence.py"
+
+
+rule correspondence_preview:
+    input:
+        render=RENDER,
+        correspondence=CORRESPONDENCE.replace("{reference}", "prev"),
+    output:
+        preview=report(
+            f"{RESULTS}/correspondence/{{prompt}}/preview.png",
+            caption="../report/correspondence.rst",
+            category="Correspondences",
+            labels={"prompt": "{prompt}", "file": "preview"},
+        ),
+    log:
+        log_path("correspondence_preview", "{prompt}"),
+    benchmark:
+        benchmark_path("correspondence_preview", "{prompt}")
+    conda:
+        "../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        pairs=3,
+    script:
+        "../workflow_scripts/correspondence_preview.py"
