@@ -1,0 +1,306 @@
+"""The LatentMan video pipeline: SD1.5 + ControlNet depth + cross-frame attention (+ SLA, PWG).
+
+A diffusers-style pipeline built on diffusers components (UNet, ControlNet, VAE, CLIP text encoder,
+tokenizer, DDIMScheduler). Extension points instead of forks: attention processors
+(:mod:`latentman.generation.attention`), the SLA and PWG step functions (:mod:`.sla`, :mod:`.pwg`) and a
+``callback_on_step_end(step, timestep, latents)`` hook.
+
+Loop order (official code §8.6): steps outer; frames batched (in chunks of ``chunk_size`` sharing the
+anchor frame 0). Per step k: SLA on x_t (ascending frames) → ControlNet (no grad) → UNet on
+``[uncond ×n ; cond ×n]`` → CFG → DDIM → minus δ·(PWG gradient).
+
+Shapes: latents (F, 4, g, g) with g = resolution/8; control (F, H, W) uint8; output frames (F, H, W, 3) uint8.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from latentman.config import check_variant_settings, grids
+from latentman.errors import ConfigError, IntermediateFileError
+from latentman.generation import attention
+from latentman.generation.pwg import pixel_wise_guidance
+from latentman.generation.sla import spatial_latent_alignment
+
+log = logging.getLogger(__name__)
+
+
+def make_scheduler():
+    """DDIM as the official code (DESIGN §6): scaled_linear 0.00085–0.012, no clipping, offset 0, leading."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=0,
+        timestep_spacing="leading",
+        prediction_type="epsilon",
+    )
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device = cuda but no CUDA GPU is visible (use device: auto or cpu)")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _move(module, device, dtype):
+    module = module.to(device)
+    if next(module.parameters()).dtype != dtype:
+        module = module.to(dtype)
+    return module.eval()
+
+
+class LatentmanPipeline:
+    """Video generation from a prompt, per-frame depth controls and cached correspondences."""
+
+    def __init__(self, models, device: str | torch.device = "cpu", dtype: str = "auto"):
+        self.device = torch.device(device)
+        self.dtype = torch.float16 if (dtype == "auto" and self.device.type == "cuda") else torch.float32
+        self.unet = _move(models.unet, self.device, self.dtype)
+        self.controlnet = _move(models.controlnet, self.device, self.dtype)
+        self.text_encoder = _move(models.text_encoder, self.device, self.dtype)
+        # VAE decode and the PWG gradient run in float32.
+        self.vae = _move(models.vae, self.device, torch.float32)
+        self.tokenizer = models.tokenizer
+        for module in (self.unet, self.controlnet, self.text_encoder, self.vae):
+            module.requires_grad_(False)
+        self.scheduler = make_scheduler()
+        self.context = attention.FrameContext()
+
+    # ------------------------------------------------------------------------------ inputs
+    @staticmethod
+    def check_inputs(
+        control: np.ndarray,
+        correspondence: dict,
+        settings: dict,
+        n_frames: int | None = None,
+        multiple: int = 8,
+    ):
+        """Raise early, naming the offending value, before any denoising."""
+        check_variant_settings(settings, f"variants.{settings.get('name', '?')}")
+        if settings["pwg"]["enabled"] and not settings["pwg"]["delta"] > 0:
+            raise ConfigError(f"pwg.delta = {settings['pwg']['delta']} must be > 0")
+        if control.ndim != 3 or control.shape[1] != control.shape[2] or control.shape[1] % multiple:
+            raise IntermediateFileError(
+                f"render control has shape {control.shape}; "
+                f"expected (F, H, W) with H = W a multiple of {multiple}"
+            )
+        frames, resolution = control.shape[0], control.shape[1]
+        if n_frames is not None and frames != n_frames:
+            raise IntermediateFileError(f"render has {frames} frames, the prompt row asks for {n_frames}")
+        if not correspondence:
+            return
+        sizes = grids(resolution)
+        where = correspondence.get("path", "correspondence")
+        for grid in ("latent", "guidance"):
+            shape = correspondence[grid].shape
+            if shape != (frames, sizes[grid], sizes[grid]):
+                raise IntermediateFileError(
+                    f"{where}: /{grid}/source has shape {shape}, "
+                    f"expected {(frames, sizes[grid], sizes[grid])} "
+                    f"for {frames} frames at resolution {resolution}; rerun rule 'correspondence'"
+                )
+        if correspondence["reference_index"].shape != (frames,):
+            raise IntermediateFileError(f"{where}: /reference_index does not have {frames} entries")
+
+    def encode_prompt(self, prompt: str, negative_prompt: str) -> torch.Tensor:
+        """(2, L, D) text embeddings [uncond ; cond]; warns with the cut text when a prompt is too long."""
+        limit = self.tokenizer.model_max_length
+        embeddings = []
+        for text in (negative_prompt, prompt):
+            ids = self.tokenizer(text).input_ids
+            if len(ids) > limit:
+                cut = self.tokenizer.decode(ids[limit - 1 : -1])
+                log.warning("prompt longer than %d tokens; this part is cut: %r", limit, cut)
+            tokens = self.tokenizer(
+                text, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
+            ).input_ids.to(self.device)
+            with torch.no_grad():
+                embeddings.append(self.text_encoder(tokens)[0])
+        return torch.cat(embeddings)
+
+    def prepare_latents(self, seed: int, frames: int, grid: int) -> torch.Tensor:
+        """ONE x_T draw (1, 4, g, g) from a CPU generator seeded with ``seed``, repeated to (F, 4, g, g)."""
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        noise = torch.randn((1, 4, grid, grid), generator=generator, dtype=torch.float32)
+        return noise.repeat(frames, 1, 1, 1).to(self.device)
+
+    # ------------------------------------------------------------------------------ pieces
+    def alphas(self, t: int) -> tuple[float, float]:
+        ac = self.scheduler.alphas_cumprod
+        prev = t - self.scheduler.config.num_train_timesteps // self.scheduler.num_inference_steps
+        a_prev = ac[prev] if prev >= 0 else self.scheduler.final_alpha_cumprod
+        return float(ac[t]), float(a_prev)
+
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """(B, 4, g, g) -> (B, 3, H, W) in [−1, 1], float32."""
+        return self.vae.decode(latent.float() / self.vae.config.scaling_factor).sample
+
+    def predict(self, x, frames, t, text, control, settings, grad: bool, uncond_input=None):
+        """CFG noise prediction for the chunk's latents x (n, 4, g, g); returns (ε̂, UNet input, x̂0).
+
+        ``uncond_input`` replaces the unconditional copy of the UNet input (tests of the PWG gradient).
+        """
+        n = x.shape[0]
+        self.context.frames = list(frames)
+        z = torch.cat([x if uncond_input is None else uncond_input, x]).to(self.dtype)
+        emb = torch.cat([text[:1].expand(n, -1, -1), text[1:].expand(n, -1, -1)])
+        cond = torch.cat([control, control])
+        with torch.no_grad():
+            down, mid = self.controlnet(
+                z,
+                t,
+                emb,
+                controlnet_cond=cond,
+                conditioning_scale=settings["controlnet_scale"],
+                return_dict=False,
+            )
+        z_in = z.detach().requires_grad_(grad)
+        with torch.set_grad_enabled(grad):
+            eps = self.unet(
+                z_in, t, emb, down_block_additional_residuals=down, mid_block_additional_residual=mid
+            ).sample.float()
+            eps_u, eps_c = eps.chunk(2)
+            eps_hat = eps_u + settings["guidance_scale"] * (eps_c - eps_u)
+            a_t, _ = self.alphas(int(t))
+            x0 = (x - math.sqrt(1 - a_t) * eps_hat) / math.sqrt(a_t)
+        return eps_hat, z_in, x0
+
+    def motion_dynamics(self, x_t, text, control, settings, timesteps):
+        """Text2Video-Zero's latent translation (their condition-free motion dynamics).
+
+        Denoise x_T of frame 0 by Δt steps, shift frame k by λ·k latent pixels along (1, 1), re-noise
+        back to T with DDPM noise (one draw per frame from a generator seeded with seed + 1).
+        """
+        opts = settings["t2v_zero"]
+        delta_t = int(opts["delta_t"])
+        x = x_t[:1]
+        for k in range(delta_t):
+            self.context.step = -1 - k
+            eps_hat, _, x0 = self.predict(x, [0], timesteps[k], text, control[:1], settings, False)
+            _, a_prev = self.alphas(int(timesteps[k]))
+            x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps_hat
+        a_T = float(self.scheduler.alphas_cumprod[int(timesteps[0])])
+        a_back = float(self.scheduler.alphas_cumprod[int(timesteps[delta_t])]) if delta_t else a_T
+        n, grid = x_t.shape[0], x_t.shape[-1]
+        generator = torch.Generator("cpu").manual_seed(int(settings["_seed"]) + 1)
+        out = []
+        for k in range(n):
+            shift = float(opts["lambda"]) * k * 2.0 / grid  # in normalised [-1, 1] coordinates
+            theta = torch.tensor([[1.0, 0.0, shift], [0.0, 1.0, shift]], device=x.device)[None]
+            warp = F.affine_grid(theta, list(x.shape), align_corners=False)
+            moved = F.grid_sample(
+                x.float(), warp, mode="nearest", padding_mode="reflection", align_corners=False
+            )
+            noise = torch.randn(moved.shape, generator=generator).to(x.device)
+            ratio = a_T / a_back
+            out.append(math.sqrt(ratio) * moved + math.sqrt(1 - ratio) * noise)
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------------------ call
+    def __call__(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        control: np.ndarray,
+        correspondence: dict | None,
+        settings: dict,
+        seed: int,
+        mask: np.ndarray | None = None,
+        callback_on_step_end=None,
+        progress: bool = True,
+    ) -> np.ndarray:
+        """Generate (F, H, W, 3) uint8 frames.
+
+        correspondence: {"latent": (F, g, g), "guidance": (F, G, G), "reference_index": (F,)} int arrays
+        (needed when SLA or PWG is on).
+        """
+        sla, pwg = settings["sla"], settings["pwg"]
+        if (sla["enabled"] or pwg["enabled"]) and correspondence is None:
+            raise ConfigError("SLA/PWG are enabled but no correspondence file was given")
+        # The UNet halves the latent at every level but the last: SD1.5 needs 64-pixel multiples.
+        multiple = 8 * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        self.check_inputs(control, correspondence or {}, settings, multiple=multiple)
+        n, resolution = control.shape[0], control.shape[1]
+        grid = resolution // 8
+        settings = dict(settings, _seed=seed)
+        attention.install(self.unet, self.controlnet, self.context, settings)
+        self.context.masks = torch.as_tensor(mask > 0) if mask is not None else None
+
+        self.scheduler.set_timesteps(settings["num_inference_steps"])
+        timesteps = self.scheduler.timesteps
+        text = self.encode_prompt(prompt, negative_prompt).to(self.dtype)
+        depth = torch.as_tensor(control, dtype=torch.float32, device=self.device) / 255.0
+        depth = depth[:, None].expand(-1, 3, -1, -1).to(self.dtype)
+        x = self.prepare_latents(seed, n, grid)
+        if settings["method"] != "masactrl" and settings["t2v_zero"]["motion_dynamics"]:
+            x = self.motion_dynamics(x, text, depth, settings, timesteps)
+
+        size = int(settings["chunk_size"])
+        chunks = [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+        grad_mode = pwg["gradient"]
+        for k, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress)):
+            self.context.step = k
+            if sla["enabled"] and sla["steps"][0] <= k <= sla["steps"][1]:
+                x = spatial_latent_alignment(x, correspondence["latent"], correspondence["reference_index"])
+            guide = pwg["enabled"] and pwg["steps"][0] <= k <= pwg["steps"][1]
+            through_unet = guide and grad_mode == "unet"
+            self._checkpointing(guide)
+            a_t, a_prev = self.alphas(int(t))
+            images: dict[int, torch.Tensor] = {}
+            x_next = torch.empty_like(x)
+            for chunk in chunks:
+                xc = x[chunk]
+                eps_hat, z_in, x0 = self.predict(xc, chunk, t, text, depth[chunk], settings, through_unet)
+                step = math.sqrt(a_prev) * x0.detach() + math.sqrt(1 - a_prev) * eps_hat.detach()
+                if guide:
+                    g_x0, loss = pixel_wise_guidance(
+                        x0,
+                        self.decode_latent,
+                        chunk,
+                        correspondence["guidance"],
+                        correspondence["reference_index"],
+                        images,
+                    )
+                    if through_unet:
+                        # Gradient w.r.t. the unconditional copy of the UNet input (official code §8.7).
+                        (g,) = torch.autograd.grad(x0, z_in, grad_outputs=g_x0.to(x0.dtype))
+                        g = g[: len(chunk)].float()
+                    else:
+                        g = g_x0 / math.sqrt(a_t)
+                    log.debug("step %d PWG loss %.5f |g|max %.3g", k, loss, float(g.abs().max()))
+                    step = step - pwg["delta"] * g
+                x_next[chunk] = step.detach()
+            x = x_next
+            if callback_on_step_end is not None:
+                callback_on_step_end(k, int(t), x)
+        self._checkpointing(False)
+        return self.decode_frames(x)
+
+    def _checkpointing(self, on: bool) -> None:
+        for module in (self.unet, self.vae):
+            if on:
+                module.enable_gradient_checkpointing()
+            else:
+                module.disable_gradient_checkpointing()
+
+    @torch.no_grad()
+    def decode_frames(self, x: torch.Tensor) -> np.ndarray:
+        out = []
+        for i in range(x.shape[0]):
+            image = ((self.decode_latent(x[i : i + 1]) + 1) / 2).clamp(0, 1)
+            out.append((image[0].permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy())
+        return np.stack(out)

@@ -1,0 +1,66 @@
+# Generation stage: render + cached correspondences + variant settings -> frames.h5, video.mp4, video.gif.
+# The tiny random-weight models of `embedded:tiny` are built once by rule embedded_models.
+from latentman.generation import input_files
+
+
+rule embedded_models:
+    output:
+        directory(f"{MODELS}/embedded-tiny"),
+    log:
+        log_path("embedded_models", "embedded-tiny"),
+    benchmark:
+        benchmark_path("embedded_models", "embedded-tiny")
+    conda:
+        "../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../workflow_scripts/embedded_models.py"
+
+
+rule generate:
+    input:
+        unpack(
+            lambda wc: input_files(
+                variant_settings(wc.variant),
+                wc.prompt,
+                config["models"],
+                RENDER,
+                CORRESPONDENCE,
+                MODELS,
+            )
+        ),
+    output:
+        frames=FRAMES,
+        mp4=report(
+            f"{RESULTS}/videos/{{prompt}}/{{variant}}/video.mp4",
+            caption="../report/generate.rst",
+            category="Videos",
+            subcategory="{variant}",
+            labels={
+                "prompt": "{prompt}",
+                "variant": "{variant}",
+                "file": "video (MP4)",
+            },
+        ),
+        gif=f"{RESULTS}/videos/{{prompt}}/{{variant}}/video.gif",
+    log:
+        log_path("generate", "{prompt}/{variant}"),
+    benchmark:
+        benchmark_path("generate", "{prompt}/{variant}")
+    conda:
+        "../envs/gpu.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+    params:
+        row=lambda wc: prompt_row(wc.prompt),
+        settings=lambda wc: variant_settings(wc.variant),
+        models=config["models"],
+        models_dir=MODELS,
+        device=config["device"],
+        fps=config["generation"]["video_fps"],
+    script:
+        "../workflow_scripts/generate.py"

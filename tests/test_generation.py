@@ -1,0 +1,250 @@
+"""Generation: SLA, PWG, cross-frame attention, chunking, methods, errors, files (tiny models, 64² frames)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+from latentman.config import load_config, resolve_variant
+from latentman.errors import ConfigError, IntermediateFileError
+from latentman.generation import generate_video, read_frames, write_frames, write_videos
+from latentman.generation.attention import CrossFrameAttnProcessor, FrameContext
+from latentman.generation.pipeline import LatentmanPipeline, resolve_device
+from latentman.generation.pwg import frame_loss, guidance_image, pixel_wise_guidance
+from latentman.generation.sla import spatial_latent_alignment
+from latentman.io import atomic_h5, write_dataset
+from latentman.models import build_tiny, load_models
+
+TINY = {"stable_diffusion": "embedded:tiny", "controlnet_depth": "embedded:tiny"}
+RES = 64
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("models")
+    build_tiny(root / "embedded-tiny")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipe(models_dir):
+    return LatentmanPipeline(load_models(TINY, models_dir), "cpu")
+
+
+def settings(variant="latentman", steps=3, **overrides):
+    s = resolve_variant(load_config("config.yaml"), variant)
+    s["num_inference_steps"] = steps
+    s["sla"]["steps"], s["pwg"]["steps"] = [0, 1], [1, 2]
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            s[key].update(value)
+        else:
+            s[key] = value
+    return s
+
+
+def shift_correspondence(frames, grid, reference="prev"):
+    """Frame i's pixel (r, c) matches (r, c-1) of its reference; first column unmatched."""
+    src = np.full((frames, grid, grid), -1, np.int32)
+    rows, cols = np.mgrid[0:grid, 0:grid]
+    for i in range(1, frames):
+        src[i] = np.where(cols > 0, rows * grid + cols - 1, -1)
+    ref = np.array([-1] + ([0] * (frames - 1) if reference == "first" else list(range(frames - 1))), np.int32)
+    return src, ref
+
+
+def correspondence(frames, res=RES, reference="prev"):
+    latent, ref = shift_correspondence(frames, res // 8, reference)
+    guidance, _ = shift_correspondence(frames, res // 2, reference)
+    return {"latent": latent, "guidance": guidance, "reference_index": ref}
+
+
+def control(frames, res=RES, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (frames, res, res), dtype=np.uint8)
+
+
+def final_latents(pipe, s, frames=4, seed=5, corr=None, **kw):
+    out = []
+    pipe(
+        "a person",
+        "",
+        control(frames),
+        corr or correspondence(frames),
+        s,
+        seed,
+        callback_on_step_end=lambda k, t, x: out.append(x.clone()),
+        progress=False,
+        **kw,
+    )
+    return out[-1]
+
+
+def test_sla_copies_matched_and_keeps_unmatched():
+    torch.manual_seed(0)
+    x = torch.randn(4, 4, 8, 8)
+    src, ref = shift_correspondence(4, 8)
+    y = spatial_latent_alignment(x, src, ref)
+    assert torch.equal(y[0], x[0])
+    for i in range(1, 4):
+        assert torch.equal(y[i][:, :, 0], x[i][:, :, 0])  # unmatched column unchanged
+        assert torch.equal(y[i][:, :, 1:], y[i - 1][:, :, :-1])  # matched = (aligned) source exactly
+    assert torch.equal(y[3][:, :, 3:], x[0][:, :, :5])  # chained from frame 0
+
+
+@pytest.mark.parametrize("mode", ["unet", "decoder"])
+def test_one_pwg_step_lowers_loss(pipe, mode):
+    s = settings("latentman", steps=4, pwg={"gradient": mode})
+    pipe.scheduler.set_timesteps(4)
+    t = pipe.scheduler.timesteps[1]
+    c = correspondence(2)
+    depth = torch.as_tensor(control(2), dtype=torch.float32)[:, None].expand(-1, 3, -1, -1) / 255
+    text = pipe.encode_prompt("a person", "")
+    from latentman.generation import attention
+
+    attention.install(pipe.unet, pipe.controlnet, pipe.context, s)
+    pipe.context.step = 1
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def loss_of(x_t, grad, uncond=None):
+        eps, z_in, x0 = pipe.predict(x_t, [0, 1], t, text, depth, s, grad, uncond_input=uncond)
+        g_x0, loss = pixel_wise_guidance(
+            x0, pipe.decode_latent, [0, 1], c["guidance"], c["reference_index"], {}
+        )
+        return loss, g_x0, z_in, x0
+
+    loss, g_x0, z_in, x0 = loss_of(x, mode == "unet")
+    a_t, _ = pipe.alphas(int(t))
+    if mode == "unet":
+        g = torch.autograd.grad(x0, z_in, grad_outputs=g_x0)[0][:2]
+    else:
+        g = g_x0 / a_t**0.5
+    assert loss > 0 and g[1].abs().sum() > 0 and g[0].abs().sum() == 0  # frame 0 gets no gradient
+    step = 1e-3 * g / g.abs().max()
+    if mode == "unet":
+        # g is the gradient w.r.t. the unconditional copy of the UNet input (official code §8.7)
+        lowered, *_ = loss_of(x, False, uncond=x - step)
+    else:
+        # decoder mode: ε held constant, x̂0 moves by −step/√ᾱ_t
+        lowered, *_ = loss_of(x - step, False)
+    assert lowered < loss
+
+
+def test_frame_loss_is_mean_over_matched_pixels():
+    image = torch.zeros(3, 4, 4)
+    ref = torch.ones(3, 4, 4)
+    src = torch.full((4, 4), -1)
+    src[0, 0] = 5
+    assert frame_loss(image, ref, src).item() == 1.0
+    assert frame_loss(image, ref, torch.full((4, 4), -1)) is None
+    assert guidance_image(torch.ones(1, 3, 8, 8), 4).max().item() == 25.0
+
+
+def test_cross_frame_attention_on_one_frame_is_self_attention(pipe):
+    attn = pipe.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    h = torch.randn(2, 64, attn.to_q.in_features, generator=torch.Generator().manual_seed(1))
+    plain = AttnProcessor2_0()(attn, h)
+    cross = CrossFrameAttnProcessor(FrameContext(frames=[0], step=0))(attn, h)
+    assert torch.allclose(plain, cross, atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ["first", "first_prev"])
+def test_batched_equals_frame_by_frame(pipe, attention):
+    s = settings(attention=attention)
+    batched = final_latents(pipe, s | {"chunk_size": 8})
+    single = final_latents(pipe, s | {"chunk_size": 1})
+    # float32 batching noise only: within 1e-5 of the latents' scale
+    assert (batched - single).abs().max() <= 1e-5 * batched.abs().max()
+
+
+def test_determinism(pipe):
+    s = settings()
+    a = final_latents(pipe, s, seed=1)
+    assert torch.equal(a, final_latents(pipe, s, seed=1))
+    assert not torch.allclose(a, final_latents(pipe, s, seed=2))
+    # one x_T for all frames: without SLA/PWG/motion the first-step inputs are identical per frame
+    assert torch.equal(pipe.prepare_latents(1, 3, 8)[0], pipe.prepare_latents(1, 3, 8)[2])
+
+
+def test_long_video_in_chunks_shares_the_anchor(pipe):
+    s = settings("t2v_zero", steps=2, attention="first_prev")
+    chunked = final_latents(pipe, s | {"chunk_size": 8}, frames=20)
+    whole = final_latents(pipe, s | {"chunk_size": 20}, frames=20)
+    assert chunked.shape == (20, 4, 8, 8)
+    assert (chunked - whole).abs().max() <= 1e-5 * whole.abs().max()
+
+
+@pytest.mark.parametrize(
+    "variant,overrides",
+    [
+        ("t2v_zero", {}),
+        ("t2v_zero", {"t2v_zero": {"motion_dynamics": True, "delta_t": 1, "lambda": 1}}),
+        ("t2v_zero", {"method": "masactrl", "masactrl": {"start_step": 1, "start_layer": 4}}),
+        ("t2v_zero", {"method": "masactrl", "masactrl": {"start_step": 1, "start_layer": 4, "masked": True}}),
+        ("latentman", {}),
+        ("latentman", {"pwg": {"gradient": "decoder"}, "reference": "first"}),
+        ("latentman", {"attention": "first_prev"}),
+    ],
+)
+def test_each_method_runs(pipe, variant, overrides):
+    s = settings(variant, **copy.deepcopy(overrides))
+    mask = np.zeros((4, RES, RES), bool)
+    mask[:, 16:48, 20:40] = True
+    ref = s["reference"] if s["reference"] == "first" else "prev"
+    x = final_latents(pipe, s, corr=correspondence(4, reference=ref), mask=mask)
+    assert x.shape == (4, 4, 8, 8) and torch.isfinite(x).all()
+
+
+def test_errors(pipe):
+    s = settings()
+    with pytest.raises(IntermediateFileError, match="latent/source has shape"):
+        pipe("p", "", control(4), correspondence(4, res=128), s, 0)
+    with pytest.raises(IntermediateFileError, match="latent/source has shape"):
+        pipe("p", "", control(4), correspondence(3), s, 0)
+    with pytest.raises(ConfigError, match=r"pwg.steps = \[1, 5\] is outside the schedule"):
+        pipe("p", "", control(4), correspondence(4), settings(pwg={"steps": [1, 5]}), 0)
+    with pytest.raises(ConfigError, match="delta = 0"):
+        pipe("p", "", control(4), correspondence(4), settings(pwg={"delta": 0}), 0)
+    with pytest.raises(ConfigError, match="correspondence"):
+        pipe("p", "", control(4), None, s, 0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_long_prompt_warns_with_cut_text(pipe, caplog):
+    pipe.encode_prompt("word " * 100 + "tailend", "")
+    assert "tailend" in caplog.text
+
+
+def write_inputs(tmp_path, frames=4):
+    render = tmp_path / "render.h5"
+    with atomic_h5(render, "render", {"resolution": RES}) as h5:
+        write_dataset(h5, "control", control(frames))
+        write_dataset(h5, "mask", np.ones((frames, RES, RES), np.uint8))
+    corr_path = tmp_path / "corr.h5"
+    corr = correspondence(frames)
+    with atomic_h5(corr_path, "correspondence") as h5:
+        for grid in ("latent", "guidance"):
+            write_dataset(h5, f"{grid}/source", corr[grid])
+        write_dataset(h5, "reference_index", corr["reference_index"], per_frame=False)
+    return render, corr_path
+
+
+def test_generate_video_files(models_dir, tmp_path):
+    render, corr = write_inputs(tmp_path)
+    row = {"id": "p1", "prompt": "a dancer", "negative_prompt": "", "frames": 4, "seed": 7}
+    frames, attrs = generate_video(row, settings(), TINY, render, corr, models_dir, "cpu", progress=False)
+    out = tmp_path / "v/frames.h5"
+    write_frames(out, frames, attrs)
+    write_videos(frames, 8, tmp_path / "v/video.mp4", tmp_path / "v/video.gif")
+    read, meta = read_frames(out)
+    assert np.array_equal(read, frames) and read.shape == (4, RES, RES, 3)
+    assert meta["seed"] == 7 and meta["settings"]["sla"]["enabled"] and "random weights" in meta["note"]
+    assert meta["peak_memory_mb"] > 0 and meta["model_hashes"]["stable_diffusion"]
+    assert (tmp_path / "v/video.mp4").stat().st_size > 0 and (tmp_path / "v/video.gif").stat().st_size > 0
+    with pytest.raises(IntermediateFileError, match="asks for 5"):
+        generate_video(row | {"frames": 5}, settings(), TINY, render, corr, models_dir, "cpu")
+    assert not list(tmp_path.glob("v/.tmp*"))

@@ -1,0 +1,103 @@
+"""Model registry: tiny models build -> save -> load (the real-weights path), and clear errors."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from latentman.config import load_config, resolve_variant
+from latentman.errors import ModelNotFoundError
+from latentman.generation.pipeline import LatentmanPipeline
+from latentman.models import build_tiny, load_models, sd15_unet_config, sd15_vae_config, tiny_unet_config
+
+TINY = {"stable_diffusion": "embedded:tiny", "controlnet_depth": "embedded:tiny"}
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    build_tiny(root / "embedded-tiny")
+    return root
+
+
+def test_build_save_load_generate(models_dir):
+    torch.set_num_threads(1)
+    assert (models_dir / "embedded-tiny/stable_diffusion/unet/config.json").exists()
+    assert (models_dir / "embedded-tiny/controlnet_depth/config.json").exists()
+    models = load_models(TINY, models_dir)
+    assert models.random_weights and len(models.hashes["stable_diffusion"]) == 64
+    settings = resolve_variant(load_config("config.yaml"), "t2v_zero") | {"num_inference_steps": 2}
+    control = np.random.default_rng(0).integers(0, 255, (8, 64, 64), dtype=np.uint8)
+    pipe = LatentmanPipeline(models, "cpu")
+    latents = []
+    a = pipe(
+        "a person", "", control, None, settings, 3, callback_on_step_end=lambda k, t, x: latents.append(x)
+    )
+    b = pipe("a person", "", control, None, settings, 3, progress=False)
+    assert a.shape == (8, 64, 64, 3) and a.dtype == np.uint8
+    assert latents[-1].shape == (8, 4, 8, 8) and torch.isfinite(latents[-1]).all()
+    assert np.array_equal(a, b)
+
+
+def test_build_is_deterministic(models_dir, tmp_path):
+    build_tiny(tmp_path / "again")
+    first = (models_dir / "embedded-tiny/controlnet_depth/diffusion_pytorch_model.safetensors").read_bytes()
+    assert (tmp_path / "again/controlnet_depth/diffusion_pytorch_model.safetensors").read_bytes() == first
+
+
+def test_tokenizer_handles_any_text(models_dir):
+    tokenizer = load_models(TINY, models_dir).tokenizer
+    ids = tokenizer("héllo wörld 日本 — the cat").input_ids
+    assert len(ids) > 10 and tokenizer.unk_token_id not in ids[1:-1]
+
+
+def test_missing_folder_names_key_and_path(tmp_path):
+    missing = tmp_path / "no-such-sd"
+    with pytest.raises(ModelNotFoundError) as error:
+        load_models({"stable_diffusion": str(missing), "controlnet_depth": "embedded:tiny"}, tmp_path)
+    text = str(error.value)
+    assert "models.stable_diffusion" in text and str(missing) in text
+    assert "unet/" in text and "runwayml/stable-diffusion-v1-5" in text
+
+
+def test_folder_without_unet_is_a_clear_error(models_dir, tmp_path):
+    broken = tmp_path / "sd"
+    shutil.copytree(models_dir / "embedded-tiny/stable_diffusion", broken)
+    shutil.rmtree(broken / "unet")
+    cn = str(models_dir / "embedded-tiny/controlnet_depth")
+    with pytest.raises(ModelNotFoundError, match=r"sub-folder unet/ is missing"):
+        load_models({"stable_diffusion": str(broken), "controlnet_depth": cn}, tmp_path)
+    with pytest.raises(ModelNotFoundError, match="models.controlnet_depth.*lllyasviel"):
+        load_models(
+            {
+                "stable_diffusion": str(models_dir / "embedded-tiny/stable_diffusion"),
+                "controlnet_depth": str(tmp_path / "none"),
+            },
+            tmp_path,
+        )
+
+
+def test_embedded_tiny_not_built_names_the_rule(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="embedded_models"):
+        load_models(TINY, tmp_path)
+
+
+def test_sd15_random_config_values():
+    unet, vae = sd15_unet_config(), sd15_vae_config()
+    assert unet["block_out_channels"] == (320, 640, 1280, 1280) and unet["cross_attention_dim"] == 768
+    assert vae["block_out_channels"] == (128, 256, 512, 512)
+    assert len(tiny_unet_config()["block_out_channels"]) >= 2
+
+
+def test_tiny_controlnet_conditions_the_unet(models_dir):
+    models = load_models(TINY, models_dir)
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    emb = torch.zeros(1, 77, models.unet.config.cross_attention_dim)
+    outs = []
+    for value in (0.0, 1.0):
+        cond = torch.full((1, 3, 64, 64), value)
+        with torch.no_grad():
+            down, mid = models.controlnet(z, 10, emb, controlnet_cond=cond, return_dict=False)
+        outs.append(mid)
+    assert not torch.allclose(outs[0], outs[1])
