@@ -1,0 +1,1 @@
+"""Evaluation: H_MSE (paper Eq. 9 and the official code's computation), aggregation, plots."""

@@ -1,0 +1,142 @@
+"""Aggregation: eval JSON records of a sweep (or the default run) -> the paper's Table 1/2 layout.
+
+Input: `results/eval/{prompt}/{variant}.json` records (format "eval").
+Output: `results/tables/{sweep}.csv` and `.md`: one row per variant group (the variant name without its
+`.s{seed}` suffix), per backbone: baseline, +SLA, +PWG, +both. Columns: backbone, SLA, PWG, H_MSE mean +- std
+over the group's videos (prompts x seeds; population std, ddof 0), relative change vs. the baseline of the
+same backbone (SLA and PWG off), the official H_MSE mean +- std, mean seconds per video, largest peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from latentman.errors import IntermediateFileError
+from latentman.io import FORMAT_VERSIONS, atomic_path
+
+COLUMNS = [
+    "variant",
+    "backbone",
+    "sla",
+    "pwg",
+    "videos",
+    "h_mse_mean",
+    "h_mse_std",
+    "h_mse_rel_change_pct",
+    "h_mse_official_mean",
+    "h_mse_official_std",
+    "seconds_per_video",
+    "peak_memory_mb",
+]
+
+
+def load_eval(path: str | os.PathLike) -> dict:
+    """Read one eval JSON, checking its format and version."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise IntermediateFileError(
+            f"{path}: not a readable eval JSON ({exc}); rerun rule 'evaluate'"
+        ) from None
+    if record.get("format") != "eval" or record.get("format_version") != FORMAT_VERSIONS["eval"]:
+        raise IntermediateFileError(
+            f"{path}: expected format 'eval' version {FORMAT_VERSIONS['eval']}, found "
+            f"{record.get('format')!r} version {record.get('format_version')!r}; rerun rule 'evaluate'"
+        )
+    return record
+
+
+def backbone_of(settings: Mapping) -> str:
+    """The backbone of a variant: method latentman is the Text2Video-Zero backbone with SLA and PWG."""
+    method = settings.get("method", "t2v_zero")
+    return "t2v_zero" if method == "latentman" else method
+
+
+def _stats(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values))
+
+
+def aggregate(records: Sequence[Mapping], groups: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per variant group (COLUMNS). groups maps variant name -> group name (default: itself)."""
+    groups = groups or {}
+    by_group: dict[str, list[Mapping]] = {}
+    for record in records:
+        by_group.setdefault(groups.get(record["variant"], record["variant"]), []).append(record)
+    rows = []
+    for group, members in by_group.items():
+        settings = members[0].get("settings") or {}
+        h_mean, h_std = _stats([m["h_mse"]["mean"] for m in members])
+        o_mean, o_std = _stats([m["h_mse_official"]["mean"] for m in members])
+        times = [m["wall_time_s"] for m in members if m.get("wall_time_s") is not None]
+        memory = [m["peak_memory_mb"] for m in members if m.get("peak_memory_mb") is not None]
+        rows.append(
+            {
+                "variant": group,
+                "backbone": backbone_of(settings),
+                "sla": bool(settings.get("sla", {}).get("enabled", False)),
+                "pwg": bool(settings.get("pwg", {}).get("enabled", False)),
+                "videos": len(members),
+                "h_mse_mean": h_mean,
+                "h_mse_std": h_std,
+                "h_mse_rel_change_pct": None,
+                "h_mse_official_mean": o_mean,
+                "h_mse_official_std": o_std,
+                "seconds_per_video": float(np.mean(times)) if times else None,
+                "peak_memory_mb": float(np.max(memory)) if memory else None,
+            }
+        )
+    # the paper's row order: per backbone (first appearance) baseline, +SLA, +PWG, +SLA+PWG; stable otherwise
+    backbones = list(dict.fromkeys(row["backbone"] for row in rows))
+    rows.sort(key=lambda r: (backbones.index(r["backbone"]), r["sla"] + r["pwg"], not r["sla"]))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    for index, row in table.iterrows():
+        base = table[(table.backbone == row.backbone) & ~table.sla & ~table.pwg]
+        if len(base) and base.iloc[0].h_mse_mean and row.h_mse_mean is not None:
+            reference = base.iloc[0].h_mse_mean
+            table.at[index, "h_mse_rel_change_pct"] = 100.0 * (row.h_mse_mean - reference) / reference
+    return table
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def to_markdown(table: pd.DataFrame, title: str = "") -> str:
+    """The table in the paper's Table 1/2 layout (Markdown)."""
+    lines = [f"### {title}", ""] if title else []
+    lines += [
+        "| Variant | Backbone | SLA | PWG | H_MSE ↓ (Eq. 9) | Δ vs. baseline | H_MSE official | s / video "
+        "| Peak memory (MB) | Videos |",
+        "|---|---|:-:|:-:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in table.itertuples():
+        change = "–" if row.h_mse_rel_change_pct is None else f"{row.h_mse_rel_change_pct:+.1f} %"
+        lines.append(
+            f"| {row.variant} | {row.backbone} | {'✓' if row.sla else '✗'} | {'✓' if row.pwg else '✗'} "
+            f"| {_fmt(row.h_mse_mean)} ± {_fmt(row.h_mse_std)} | {change} "
+            f"| {_fmt(row.h_mse_official_mean)} ± {_fmt(row.h_mse_official_std)} "
+            f"| {_fmt(row.seconds_per_video, 1)} | {_fmt(row.peak_memory_mb, 0)} | {row.videos} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_table(
+    table: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike, title: str = ""
+):
+    """Write the CSV and Markdown tables atomically."""
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(to_markdown(table, title))

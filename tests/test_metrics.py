@@ -1,0 +1,150 @@
+"""H_MSE: paper Eq. 9 (float) and the official code's computation (uint8 wrap, atlas, circular pairs)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from latentman.errors import IntermediateFileError
+from latentman.io import atomic_h5, write_dataset
+from latentman.metrics.evaluate import evaluate_video
+from latentman.metrics.h_mse import h_mse, h_mse_official, resize_bilinear, sample_nearest
+
+GRID = 8
+
+
+def identity_source(frames, grid=GRID):
+    """Every pixel of frame i matched to the same pixel of frame i-1; frame 0 unmatched."""
+    source = np.tile(np.arange(grid * grid, dtype=np.int32).reshape(grid, grid), (frames, 1, 1))
+    source[0] = -1
+    return source
+
+
+def body_iuv(frames, grid=GRID):
+    """Part 1 on a 4x4 block with U, V ramps 0, 85, 170, 255: with tile 4 they land on integer texels."""
+    iuv = np.zeros((frames, grid, grid, 3), np.uint8)
+    rows, cols = np.mgrid[0:grid, 0:grid]
+    iuv[:, 2:6, 2:6, 0] = 1
+    iuv[:, 2:6, 2:6, 1] = ((cols[2:6, 2:6] - 2) * 85).astype(np.uint8)
+    iuv[:, 2:6, 2:6, 2] = ((rows[2:6, 2:6] - 2) * 85).astype(np.uint8)
+    return iuv
+
+
+def test_identical_frames_give_zero():
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.integers(1, 255, (1, 32, 32, 3), dtype=np.uint8), 4, axis=0)
+    result = h_mse(frames, identity_source(4))
+    assert result.mean == 0.0 and result.per_pair == [0.0, 0.0, 0.0]
+    assert h_mse_official(frames, body_iuv(4), tile=4).mean == 0.0
+
+
+def test_constant_offset_gives_square_and_official_wraps():
+    frames = np.full((2, 32, 32, 3), 100, np.uint8)
+    frames[1] = 120  # offset c = 20: Eq. 9 gives 400, uint8 gives (20 mod 256)^2 mod 256 = 144
+    assert h_mse(frames, identity_source(2)).mean == pytest.approx(400.0)
+    official = h_mse_official(frames, body_iuv(2), tile=4)
+    # pair 1: (120-100)^2 = 400 -> 144;
+    # pair 0 (circular, frame 0 vs frame 1): (100-120) = 236, 236^2 mod 256 = 144
+    assert official.per_pair == [pytest.approx(144.0), pytest.approx(144.0)]
+    assert official.mean == pytest.approx(144.0)
+    frames[1] = 200  # 200 vs 100: official gives 10000 mod 256 = 16 (the documented bug)
+    assert h_mse_official(frames, body_iuv(2), tile=4).per_pair[1] == pytest.approx(16.0)
+    assert h_mse(frames, identity_source(2)).mean == pytest.approx(10000.0)
+
+
+def test_unmatched_pixels_never_enter_the_mean():
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    frames[1] = 10
+    frames[2] = 10
+    frames[2, :8] = 250  # huge differences in the top half of frame 2 ...
+    source = identity_source(3, grid=16)
+    source[2, :8] = -1  # ... which is unmatched
+    result = h_mse(frames, source)
+    assert result.per_pair == [pytest.approx(100.0), pytest.approx(0.0)]
+    source[1] = -1
+    skipped = h_mse(frames, source)
+    assert skipped.per_pair[0] is None and skipped.skipped_pairs == [1] and skipped.mean == pytest.approx(0.0)
+
+
+def test_nearest_sampling_uses_top_left_of_each_block_and_matches_across_positions():
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    frames[0, 0, 4] = 50  # top-left sample of grid cell (0, 1) at grid 4
+    frames[0, 1, 5] = 255  # inside the block, not sampled
+    assert sample_nearest(frames, 4)[0, 0, 1, 0] == 50
+    source = np.full((2, 4, 4), -1, np.int32)
+    source[1, 3, 3] = 1  # pixel (3,3) of frame 1 matched to flat index 1 = (0,1) of frame 0
+    assert h_mse(frames, source).mean == pytest.approx(2500.0)
+    with pytest.raises(IntermediateFileError, match="not a multiple"):
+        h_mse(np.zeros((2, 10, 10, 3), np.uint8), np.full((2, 4, 4), -1, np.int32))
+
+
+def test_bilinear_resize_of_constant_and_halving():
+    frames = np.full((1, 8, 8, 3), 77, np.uint8)
+    assert (resize_bilinear(frames, 4) == 77).all()
+    ramp = np.repeat(np.arange(0, 80, 10, dtype=np.uint8)[None, None, :, None], 8, axis=1).repeat(3, axis=3)
+    assert resize_bilinear(ramp, 4)[0, 0, :, 0].tolist() == [5, 25, 45, 65]
+
+
+def write_inputs(tmp_path, frames, source, iuv):
+    frames_path = tmp_path / "frames.h5"
+    with atomic_h5(
+        frames_path,
+        "frames",
+        {
+            "settings": {"method": "t2v_zero"},
+            "seed": 7,
+            "wall_time_s": 1.5,
+            "peak_memory_mb": 321.0,
+            "device": "cpu",
+        },
+    ) as h5:
+        write_dataset(h5, "frames", frames)
+    corr_path = tmp_path / "prev.h5"
+    with atomic_h5(corr_path, "correspondence") as h5:
+        for name, grid in (("latent", source.shape[1] // 4), ("guidance", source.shape[1])):
+            write_dataset(
+                h5, f"{name}/source", source[:, :: source.shape[1] // grid, :: source.shape[1] // grid]
+            )
+            write_dataset(h5, f"{name}/iuv", iuv[:, :: source.shape[1] // grid, :: source.shape[1] // grid])
+        write_dataset(h5, "reference_index", np.arange(-1, frames.shape[0] - 1))
+    return frames_path, corr_path
+
+
+def test_evaluate_video_agrees_with_independent_recomputation(tmp_path):
+    rng = np.random.default_rng(3)
+    count, size, grid = 4, 32, 16
+    frames = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+    source = rng.integers(-1, grid * grid, (count, grid, grid)).astype(np.int32)
+    source[0] = -1
+    iuv = np.zeros((count, grid, grid, 3), np.uint8)
+    iuv[..., 0] = rng.integers(0, 25, (count, grid, grid))
+    iuv[..., 1:] = rng.integers(0, 256, (count, grid, grid, 2))
+    frames_path, corr_path = write_inputs(tmp_path, frames, source, iuv)
+    record = evaluate_video(frames_path, corr_path, "p", "v")
+    json.dumps(record, allow_nan=False)  # valid JSON
+    # independent: explicit loops over pixels
+    pairs = []
+    for i in range(1, count):
+        total, n = 0.0, 0
+        for r in range(grid):
+            for c in range(grid):
+                s = source[i, r, c]
+                if s < 0:
+                    continue
+                a = frames[i, r * 2, c * 2].astype(float)
+                b = frames[i - 1, (s // grid) * 2, (s % grid) * 2].astype(float)
+                total += float(((a - b) ** 2).sum())
+                n += 3
+        pairs.append(total / n)
+    assert record["h_mse"]["per_pair"] == pytest.approx(pairs, abs=1e-6)
+    assert record["h_mse"]["mean"] == pytest.approx(np.mean(pairs), abs=1e-6)
+    assert len(record["h_mse_official"]["per_pair"]) == count
+    assert record["wall_time_s"] == 1.5 and record["peak_memory_mb"] == 321.0 and record["seed"] == 7
+    assert record["settings"] == {"method": "t2v_zero"} and record["format"] == "eval"
+    assert record["clip_score"] is None and "clip_eval" in record["clip_note"]
+
+
+def test_frame_count_mismatch_is_reported(tmp_path):
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    with pytest.raises(IntermediateFileError, match="3 frames but correspondences for 2"):
+        h_mse(frames, identity_source(2))
