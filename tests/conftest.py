@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end runs (seconds to minutes)")
+    config.addinivalue_line("markers", "slurm: runs on a real SLURM cluster (LATENTMAN_SLURM=1)")
 
 
 @pytest.fixture

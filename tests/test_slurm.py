@@ -1,0 +1,141 @@
+"""End-to-end runs through `--profile profiles/slurm` on a real SLURM cluster.
+
+Skipped unless LATENTMAN_SLURM=1 and `sbatch` works. Start a local single-node cluster first:
+    tools/slurm_local_cluster.sh start && export SLURM_CONF=/tmp/latentman-slurm/etc/slurm.conf
+    LATENTMAN_SLURM=1 python -m pytest -m slurm tests/test_slurm.py
+The real-workflow test runs the targets in LATENTMAN_SLURM_TARGETS (space separated, relative to the
+repository; default: the motion file of the first prompt) once locally and once through SLURM, each
+in its own copy of the repository, and compares the outputs array by array.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TOY = REPO / "tests" / "slurm_toy" / "Snakefile"
+PROFILE = REPO / "profiles" / "slurm"
+# Accounting is off on the test cluster, so status must come from squeue (sacct would hang the run).
+SLURM_ARGS = [
+    "--profile",
+    str(PROFILE),
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "5",
+]
+TIMEOUT_S = int(os.environ.get("LATENTMAN_SLURM_TIMEOUT", "400"))
+# Attributes that legitimately differ between two runs of the same job.
+VOLATILE_ATTRS = {"elapsed_s", "runtime_s", "created", "timestamp", "hostname", "duration_s", "timing"}
+
+
+def _sbatch_works() -> bool:
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    probe = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+    return probe.returncode == 0 and bool(probe.stdout.strip())
+
+
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(
+        os.environ.get("LATENTMAN_SLURM") != "1" or not _sbatch_works(),
+        reason="needs LATENTMAN_SLURM=1 and a working SLURM (tools/slurm_local_cluster.sh start)",
+    ),
+]
+
+
+def _snakemake(workdir: Path, *args: str, snakefile: Path | None = None) -> subprocess.CompletedProcess:
+    cmd = ["timeout", str(TIMEOUT_S), sys.executable, "-m", "snakemake", "--directory", str(workdir)]
+    if snakefile is not None:
+        cmd += ["--snakefile", str(snakefile)]
+    result = subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=workdir)
+    assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{result.stderr[-4000:]}"
+    return result
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    """All arrays (and non-volatile attributes) of an .npz or HDF5 file, keyed by name."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as h5:
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+            for key, value in obj.attrs.items():
+                if key not in VOLATILE_ATTRS:
+                    out[f"{name}@{key}"] = np.asarray(value)
+
+        visit("/", h5)
+        h5.visititems(visit)
+    return out
+
+
+def _assert_same(local: Path, remote: Path) -> None:
+    a, b = _arrays(local), _arrays(remote)
+    assert sorted(a) == sorted(b), f"{local.name}: different contents {sorted(a)} vs {sorted(b)}"
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=f"{local.name}:{key}")
+
+
+def test_toy_workflow_on_slurm_equals_local_run(tmp_path):
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    local.mkdir()
+    remote.mkdir()
+    _snakemake(local, "--cores", "1", snakefile=TOY)
+    result = _snakemake(remote, *SLURM_ARGS, snakefile=TOY)
+    for name in ("a", "b", "sum"):
+        _assert_same(local / "toy" / f"{name}.npz", remote / "toy" / f"{name}.npz")
+    # Each of the three jobs really went through sbatch (not a silent local fallback).
+    assert (result.stdout + result.stderr).count("has been submitted with SLURM jobid") == 3
+
+
+def test_failed_job_is_retried_and_run_completes(tmp_path):
+    (tmp_path / "fail_once").mkdir()
+    (tmp_path / "fail_once" / "a").touch()
+    result = _snakemake(tmp_path, *SLURM_ARGS, snakefile=TOY)
+    assert not (tmp_path / "fail_once" / "a").exists(), "the failing job never ran"
+    assert (tmp_path / "toy" / "sum.npz").exists()
+    log = result.stdout + result.stderr
+    assert "Error in rule make" in log, log[-3000:]
+    # The failed attempt plus its retry: four submissions for three jobs.
+    assert log.count("has been submitted with SLURM jobid") == 4
+
+
+def _copy_repo(dest: Path) -> Path:
+    ignore = shutil.ignore_patterns(
+        ".git", ".snakemake", "results", "logs", "benchmarks", "__pycache__", "*.egg-info", ".pytest_cache"
+    )
+    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+    return dest
+
+
+def _real_targets() -> list[str]:
+    targets = os.environ.get("LATENTMAN_SLURM_TARGETS", "").split()
+    if targets:
+        return targets
+    first = (REPO / "prompts.tsv").read_text().splitlines()[1].split("\t")[0]
+    return [f"results/motion/{first}.npz"]
+
+
+def test_real_workflow_targets_on_slurm_equal_local_run(tmp_path):
+    targets = _real_targets()
+    local = _copy_repo(tmp_path / "local")
+    remote = _copy_repo(tmp_path / "slurm")
+    _snakemake(local, "--cores", "1", *targets)
+    result = _snakemake(remote, *SLURM_ARGS, *targets)
+    assert "has been submitted with SLURM jobid" in result.stdout + result.stderr
+    for target in targets:
+        if Path(target).suffix in {".npz", ".h5", ".hdf5"}:
+            _assert_same(local / target, remote / target)
+        else:
+            assert (remote / target).read_bytes() == (local / target).read_bytes(), target
