@@ -78,3 +78,14 @@ def test_wrong_format_is_refused(tmp_path):
     write_json(tmp_path / "x.json", {"format": "frames", "format_version": 1})
     with pytest.raises(IntermediateFileError, match="rerun rule 'evaluate'"):
         load_eval(tmp_path / "x.json")
+
+
+def test_random_weight_videos_are_marked_in_the_table(records, tmp_path):
+    marked = [dict(r, note="random weights: frames are structured noise, not pictures") for r in records]
+    table = aggregate(marked, GROUPS)
+    assert table["random_weights"].all()
+    write_table(table, tmp_path / "t.csv", tmp_path / "t.md")
+    markdown = (tmp_path / "t.md").read_text()
+    assert "Random weights" in markdown and "| full † | t2v_zero |" in markdown
+    # real-weight records carry no marker
+    assert not aggregate(records, GROUPS)["random_weights"].any()

@@ -33,6 +33,7 @@ COLUMNS = [
     "h_mse_official_std",
     "seconds_per_video",
     "peak_memory_mb",
+    "random_weights",
 ]
 
 
@@ -93,6 +94,7 @@ def aggregate(records: Sequence[Mapping], groups: Mapping[str, str] | None = Non
                 "h_mse_official_std": o_std,
                 "seconds_per_video": float(np.mean(times)) if times else None,
                 "peak_memory_mb": float(np.max(memory)) if memory else None,
+                "random_weights": any("random weights" in (m.get("note") or "") for m in members),
             }
         )
     # the paper's row order: per backbone (first appearance) baseline, +SLA, +PWG, +SLA+PWG; stable otherwise
@@ -116,6 +118,12 @@ def _fmt(value, digits: int = 2) -> str:
 def to_markdown(table: pd.DataFrame, title: str = "") -> str:
     """The table in the paper's Table 1/2 layout (Markdown)."""
     lines = [f"### {title}", ""] if title else []
+    if "random_weights" in table and table["random_weights"].any():
+        lines += [
+            "> **Random weights:** rows marked † come from random-weight models (`embedded:*`): their frames",
+            "> are structured noise, not pictures, so their H_MSE says nothing about video quality.",
+            "",
+        ]
     lines += [
         "| Variant | Backbone | SLA | PWG | H_MSE ↓ (Eq. 9) | Δ vs. baseline | H_MSE official | s / video "
         "| Peak memory (MB) | Videos |",
@@ -124,7 +132,7 @@ def to_markdown(table: pd.DataFrame, title: str = "") -> str:
     for row in table.itertuples():
         change = "–" if row.h_mse_rel_change_pct is None else f"{row.h_mse_rel_change_pct:+.1f} %"
         lines.append(
-            f"| {row.variant} | {row.backbone} | {'✓' if row.sla else '✗'} | {'✓' if row.pwg else '✗'} "
+            f"| {row.variant}{' †' if getattr(row, 'random_weights', False) else ''} | {row.backbone} | {'✓' if row.sla else '✗'} | {'✓' if row.pwg else '✗'} "
             f"| {_fmt(row.h_mse_mean)} ± {_fmt(row.h_mse_std)} | {change} "
             f"| {_fmt(row.h_mse_official_mean)} ± {_fmt(row.h_mse_official_std)} "
             f"| {_fmt(row.seconds_per_video, 1)} | {_fmt(row.peak_memory_mb, 0)} | {row.videos} |"

@@ -105,4 +105,6 @@ def evaluate_video(
         "wall_time_s": attrs.get("wall_time_s"),
         "peak_memory_mb": attrs.get("peak_memory_mb"),
         "device": attrs.get("device"),
+        # "random weights: ..." when the video came from random-weight models (embedded:*)
+        "note": attrs.get("note", ""),
     }
