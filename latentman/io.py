@@ -12,6 +12,7 @@ check them and the datasets they need, and name the rule to rerun when a file is
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -65,6 +66,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
+    # a job killed while writing this file (SIGKILL, node failure) left its temporary file behind;
+    # only the job that makes `path` writes these names, so any such file now is stale
+    for stale in path.parent.glob(f".tmp-{glob.escape(path.stem)}-*{glob.escape(suffix)}"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)

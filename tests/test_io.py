@@ -112,3 +112,14 @@ def test_check_array_names_shape_dtype_and_nan():
     bad[1, 0] = np.nan
     with pytest.raises(IntermediateFileError, match=r"NaN or infinite values \(first at index \(1, 0\)\)"):
         check_array(bad, "x", "f.h5")
+
+
+def test_stale_temporary_file_of_a_killed_writer_is_removed(tmp_path):
+    stale = tmp_path / ".tmp-out-abc123.txt"
+    stale.write_text("left by SIGKILL")
+    other = tmp_path / ".tmp-other-abc123.txt"  # another target's temporary file is not touched
+    other.write_text("x")
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("whole")
+    assert not stale.exists() and other.exists()
+    assert (tmp_path / "out.txt").read_text() == "whole"
