@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from latentman.errors import ConfigError
+from latentman.errors import ConfigError, LatentmanError
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 PROMPT_COLUMNS = ["id", "motion", "prompt", "negative_prompt", "frames", "seed", "motion_file"]
@@ -218,11 +219,38 @@ def load_prompts(path: str | os.PathLike) -> pd.DataFrame:
     return frame.set_index("id", drop=False)
 
 
+#: CLIP's context is 77 tokens including the start and end tokens.
+CLIP_TOKEN_LIMIT = 75
+
+
+def minimum_clip_tokens(text: str) -> int:
+    """A lower bound on CLIP's BPE token count: every word and every punctuation mark is >= 1 token."""
+    return len(re.findall(r"[^\W_]+|[^\w\s]|_", text))
+
+
 def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, source: str = "prompts") -> None:
     """Checks that need both files: frame counts that fit chunking and motion length."""
     for prompt_id, row in prompts.iterrows():
         if row["motion_file"] and not Path(row["motion_file"]).exists():
             raise ConfigError(f"{source}: id {prompt_id!r}: motion_file {row['motion_file']!r} not found")
+    from latentman.motion.library import choose_motion  # lazy: keeps `import latentman.config` light
+
+    mdm = config.get("models", {}).get("mdm")
+    for prompt_id, row in prompts.iterrows():
+        if not row["motion_file"] and not mdm:
+            # the built-in library must know the motion: say so now, not in a job minutes later
+            try:
+                choose_motion(row["motion"])
+            except LatentmanError as error:
+                raise ConfigError(f"{source}: id {prompt_id!r}: {error}") from None
+        suffix = config.get("generation", {}).get("defaults", {}).get("prompt_suffix", "")
+        tokens = minimum_clip_tokens(str(row["prompt"]) + str(suffix))
+        if tokens > CLIP_TOKEN_LIMIT:
+            raise ConfigError(
+                f"{source}: id {prompt_id!r}: the prompt (+ generation.defaults.prompt_suffix) is at least "
+                f"{tokens} tokens; the text encoder reads {CLIP_TOKEN_LIMIT} and would silently drop the "
+                "rest: shorten the prompt or the suffix"
+            )
     step = config.get("motion", {}).get("frame_step", 1)
     fps = config.get("motion", {}).get("fps", 20)
     if config.get("models", {}).get("mdm"):

@@ -19,3 +19,7 @@ class ModelNotFoundError(LatentmanError):
 
 class IntermediateFileError(LatentmanError):
     """A file between stages is missing, truncated, foreign or of an old format."""
+
+
+class OutputWriteError(LatentmanError):
+    """An output could not be written (disk full, quota, file too large); nothing was left behind."""

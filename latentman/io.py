@@ -12,6 +12,7 @@ check them and the datasets they need, and name the rule to rerun when a file is
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -23,7 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from latentman.errors import IntermediateFileError
+from latentman.errors import IntermediateFileError, OutputWriteError
 
 #: Bumped whenever a file layout changes; readers reject other versions with a rebuild hint.
 FORMAT_VERSIONS = {
@@ -83,10 +84,23 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         # mkstemp creates 0600 files; give the result the usual permissions (0666 minus umask)
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and _is_out_of_space(exc):
+            raise OutputWriteError(
+                f"{path}: could not be written ({os.strerror(exc.errno) if exc.errno else exc}); nothing was "
+                "left behind: free space on that file system (or raise the quota) and rerun the same command"
+            ) from None
         raise
+
+
+def _is_out_of_space(exc: OSError) -> bool:
+    """Disk full, quota exceeded or file size limit, also when h5py wraps the error in its message."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    text = str(exc).lower()
+    return "no space left" in text or "quota exceeded" in text or "file too large" in text
 
 
 def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:

@@ -8,6 +8,7 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
 from latentman.config import load_config, resolve_variant
+from latentman.correspondence.storage import write_correspondence
 from latentman.errors import ConfigError, IntermediateFileError
 from latentman.generation import generate_video, read_frames, write_frames, write_videos
 from latentman.generation.attention import CrossFrameAttnProcessor, FrameContext
@@ -226,10 +227,18 @@ def write_inputs(tmp_path, frames=4):
         write_dataset(h5, "mask", np.ones((frames, RES, RES), np.uint8))
     corr_path = tmp_path / "corr.h5"
     corr = correspondence(frames)
-    with atomic_h5(corr_path, "correspondence") as h5:
-        for grid in ("latent", "guidance"):
-            write_dataset(h5, f"{grid}/source", corr[grid])
-        write_dataset(h5, "reference_index", corr["reference_index"], per_frame=False)
+    result = {
+        grid: {
+            "reference_index": corr["reference_index"],
+            "grid": corr[grid].shape[1],
+            "source": corr[grid],
+            "iuv": np.zeros(corr[grid].shape + (3,), np.uint8),
+            "cost": np.zeros(frames),
+            "solver": "test",
+        }
+        for grid in ("latent", "guidance")
+    }
+    write_correspondence(corr_path, result, reference="prev", method="hungarian")
     return render, corr_path
 
 

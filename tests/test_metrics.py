@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from latentman.correspondence.storage import write_correspondence
 from latentman.errors import IntermediateFileError
 from latentman.io import atomic_h5, write_dataset
 from latentman.metrics.evaluate import evaluate_video
@@ -100,13 +101,21 @@ def write_inputs(tmp_path, frames, source, iuv):
     ) as h5:
         write_dataset(h5, "frames", frames)
     corr_path = tmp_path / "prev.h5"
-    with atomic_h5(corr_path, "correspondence") as h5:
-        for name, grid in (("latent", source.shape[1] // 4), ("guidance", source.shape[1])):
-            write_dataset(
-                h5, f"{name}/source", source[:, :: source.shape[1] // grid, :: source.shape[1] // grid]
-            )
-            write_dataset(h5, f"{name}/iuv", iuv[:, :: source.shape[1] // grid, :: source.shape[1] // grid])
-        write_dataset(h5, "reference_index", np.arange(-1, frames.shape[0] - 1))
+    count, grid = source.shape[:2]
+    latent = grid // 4
+    result = {
+        "latent": {"source": np.full((count, latent, latent), -1, np.int32), "grid": latent},
+        "guidance": {"source": source.astype(np.int32), "grid": grid},
+    }
+    for item in result.values():
+        step = grid // item["grid"]
+        item.update(
+            iuv=iuv[:, ::step, ::step],
+            reference_index=np.arange(-1, count - 1, dtype=np.int32),
+            cost=np.zeros(count),
+            solver="test",
+        )
+    write_correspondence(corr_path, result, reference="prev", method="hungarian")
     return frames_path, corr_path
 
 
@@ -114,7 +123,11 @@ def test_evaluate_video_agrees_with_independent_recomputation(tmp_path):
     rng = np.random.default_rng(3)
     count, size, grid = 4, 32, 16
     frames = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
-    source = rng.integers(-1, grid * grid, (count, grid, grid)).astype(np.int32)
+    # injective maps with about a quarter of the pixels unmatched, as the correspondence stage writes them
+    source = np.stack([rng.permutation(grid * grid).reshape(grid, grid) for _ in range(count)]).astype(
+        np.int32
+    )
+    source[rng.random(source.shape) < 0.25] = -1
     source[0] = -1
     iuv = np.zeros((count, grid, grid, 3), np.uint8)
     iuv[..., 0] = rng.integers(0, 25, (count, grid, grid))

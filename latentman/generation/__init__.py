@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentman.correspondence import storage as correspondence_storage
 from latentman.errors import ConfigError, IntermediateFileError
 from latentman.io import (
     atomic_h5,
@@ -40,15 +41,15 @@ def read_render(path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_correspondence(path) -> dict:
-    """{"latent": (F,g,g), "guidance": (F,G,G), "reference_index": (F,), "path": str}."""
-    out = {"path": str(path)}
-    with open_intermediate(path, "correspondence") as h5:
-        for grid in ("latent", "guidance"):
-            out[grid] = read_h5_dataset(
-                h5, f"{grid}/source", "correspondence", shape=(None, None, None), dtype=(np.int32, np.int64)
-            )
-        out["reference_index"] = read_h5_dataset(h5, "reference_index", "correspondence", shape=(None,))
-    return out
+    """{"latent": (F,g,g), "guidance": (F,G,G), "reference_index": (F,), "path": str}, validated
+    (shapes, dtypes, injective maps) by the correspondence stage's own reader."""
+    data = correspondence_storage.read_correspondence(path)
+    return {
+        "path": str(path),
+        "latent": data["latent"]["source"],
+        "guidance": data["guidance"]["source"],
+        "reference_index": data["reference_index"],
+    }
 
 
 def _versions() -> dict:

@@ -109,6 +109,9 @@ def aggregate(records: Sequence[Mapping], groups: Mapping[str, str] | None = Non
     return table
 
 
+RANDOM_MARK = " †"
+
+
 def _fmt(value, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"
@@ -131,8 +134,9 @@ def to_markdown(table: pd.DataFrame, title: str = "") -> str:
     ]
     for row in table.itertuples():
         change = "–" if row.h_mse_rel_change_pct is None else f"{row.h_mse_rel_change_pct:+.1f} %"
+        mark = RANDOM_MARK if getattr(row, "random_weights", False) else ""
         lines.append(
-            f"| {row.variant}{' †' if getattr(row, 'random_weights', False) else ''} | {row.backbone} | {'✓' if row.sla else '✗'} | {'✓' if row.pwg else '✗'} "
+            f"| {row.variant}{mark} | {row.backbone} | {'✓' if row.sla else '✗'} | {'✓' if row.pwg else '✗'} "
             f"| {_fmt(row.h_mse_mean)} ± {_fmt(row.h_mse_std)} | {change} "
             f"| {_fmt(row.h_mse_official_mean)} ± {_fmt(row.h_mse_official_std)} "
             f"| {_fmt(row.seconds_per_video, 1)} | {_fmt(row.peak_memory_mb, 0)} | {row.videos} |"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentman.correspondence.storage import read_correspondence
 from latentman.io import FORMAT_VERSIONS, get_json_attr, open_intermediate, read_h5_dataset
 from latentman.metrics.h_mse import h_mse, h_mse_official
 
@@ -44,11 +45,9 @@ def read_frames_file(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
 
 
 def read_guidance_correspondence(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """`/guidance/source` (F, g, g) int32 and `/guidance/iuv` (F, g, g, 3) uint8."""
-    with open_intermediate(path, "correspondence") as h5:
-        source = read_h5_dataset(h5, "guidance/source", "correspondence", shape=(None, None, None))
-        iuv = read_h5_dataset(h5, "guidance/iuv", "correspondence", shape=source.shape + (3,), dtype=np.uint8)
-    return source.astype(np.int64), iuv
+    """`/guidance/source` (F, g, g) and `/guidance/iuv` (F, g, g, 3) uint8, validated (injective maps)."""
+    guidance = read_correspondence(path)["guidance"]
+    return guidance["source"].astype(np.int64), guidance["iuv"]
 
 
 def clip_score(frames: np.ndarray, text: str, model_dir: str | None) -> tuple[float | None, str | None]:
