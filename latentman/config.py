@@ -248,8 +248,8 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
         if tokens > CLIP_TOKEN_LIMIT:
             raise ConfigError(
                 f"{source}: id {prompt_id!r}: the prompt (+ generation.defaults.prompt_suffix) is at least "
-                f"{tokens} tokens; the text encoder reads {CLIP_TOKEN_LIMIT} and would silently drop the "
-                "rest: shorten the prompt or the suffix"
+                f"{tokens} tokens; the text encoder reads 77 ({CLIP_TOKEN_LIMIT} + start and end) and would "
+                "drop the rest: shorten the prompt or the suffix"
             )
     step = config.get("motion", {}).get("frame_step", 1)
     fps = config.get("motion", {}).get("fps", 20)

@@ -9,6 +9,7 @@ from latentman.config import (
     validate_prompts_against_config,
 )
 from latentman.errors import LatentmanError
+from latentman.models import check_model_files
 from latentman.sweeps import register_sweeps
 
 
@@ -23,6 +24,7 @@ try:
     # sweeps: expand named grids into variants (resolve_variant finds them), then re-check them all
     SWEEPS = register_sweeps(config)
     validate_config(config, source="config (with expanded sweeps)")
+    check_model_files(config["models"])
     PROMPTS = load_prompts(config["prompts"])
     validate_prompts_against_config(PROMPTS, config, source=config["prompts"])
 except LatentmanError as error:

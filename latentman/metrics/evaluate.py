@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from latentman.config import grids
 from latentman.correspondence.storage import read_correspondence
+from latentman.errors import IntermediateFileError
 from latentman.io import FORMAT_VERSIONS, get_json_attr, open_intermediate, read_h5_dataset
 from latentman.metrics.h_mse import h_mse, h_mse_official
 
@@ -82,6 +84,13 @@ def evaluate_video(
     """The eval record of one video (see the module docstring)."""
     frames, attrs = read_frames_file(frames_path)
     source, iuv = read_guidance_correspondence(correspondence_path)
+    expected = grids(frames.shape[1])["guidance"]
+    if frames.shape[1] != frames.shape[2] or source.shape[1] != expected:
+        raise IntermediateFileError(
+            f"{correspondence_path}: guidance grid {source.shape[1]}² does not fit frames of "
+            f"{frames.shape[1]}x{frames.shape[2]} from {frames_path} (expected {expected}²); rerun rule "
+            "'correspondence' (and 'render') at the resolution the frames were generated at"
+        )
     paper = h_mse(frames, source)
     official = h_mse_official(frames, iuv)
     for label, result in (("h_mse", paper), ("h_mse_official", official)):

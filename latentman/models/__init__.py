@@ -348,3 +348,47 @@ def load_models(models_config: dict, models_dir: str | os.PathLike = "results/mo
 
 def needs_embedded_tiny(models_config: dict) -> bool:
     return "embedded:tiny" in (models_config.get("stable_diffusion"), models_config.get("controlnet_depth"))
+
+
+def check_model_files(models_config: dict) -> None:
+    """Cheap existence checks of every configured model file, run when the workflow starts.
+
+    A wrong path then stops the run before any job, with one line naming the key, the path and where to
+    get the file, instead of failing in a job minutes (or a cluster queue) later.
+    """
+    for key, check in (("stable_diffusion", check_sd_folder), ("controlnet_depth", check_controlnet_folder)):
+        value = str(models_config.get(key, ""))
+        if not value.startswith("embedded:"):
+            check(Path(os.path.expanduser(value)), key)
+    if models_config.get("mdm"):
+        from latentman.motion.mdm import WHERE_CLIP, WHERE_MDM, WHERE_STATS
+
+        checkpoint = Path(os.path.expanduser(str(models_config["mdm"])))
+        stats = Path(os.path.expanduser(str(models_config.get("mdm_stats") or checkpoint.parent)))
+        clip = models_config.get("mdm_clip")
+        for key, path, what, where in (
+            ("mdm", checkpoint, "MDM checkpoint", WHERE_MDM),
+            ("mdm", checkpoint.parent / "args.json", "args.json beside the checkpoint", WHERE_MDM),
+            ("mdm_stats", stats / "Mean.npy", "HumanML3D Mean.npy", WHERE_STATS),
+            ("mdm_stats", stats / "Std.npy", "HumanML3D Std.npy", WHERE_STATS),
+        ):
+            if not path.is_file():
+                raise ModelNotFoundError(f"models.{key}: {what} not found at {path}; {where}")
+        if not clip or not Path(os.path.expanduser(str(clip))).is_dir():
+            raise ModelNotFoundError(
+                f"models.mdm_clip: CLIP ViT-B/32 text encoder folder not found at {clip}; {WHERE_CLIP}"
+            )
+    optional_files = (
+        ("body", "an SMPL model file (SMPL_NEUTRAL.pkl or .npz) from https://smpl.is.tue.mpg.de", "builtin"),
+        ("densepose_uv", "DensePose's UV_Processed.mat (DensePose repository, DensePoseData)", None),
+    )
+    for key, what, default in optional_files:
+        value = models_config.get(key)
+        if value and value != default and not Path(os.path.expanduser(str(value))).is_file():
+            raise ModelNotFoundError(f"models.{key} = {str(value)!r}: file not found; expected {what}")
+    clip_eval = models_config.get("clip_eval")
+    if clip_eval and not Path(os.path.expanduser(str(clip_eval))).is_dir():
+        raise ModelNotFoundError(
+            f"models.clip_eval = {str(clip_eval)!r}: folder not found; expected a local CLIP model folder "
+            "(transformers save_pretrained of openai/clip-vit-base-patch32), or null to skip the CLIP score"
+        )
