@@ -1,41 +1,158 @@
-"""The exact sparse+certified assignment solver against scipy's Hungarian optimum."""
+"""The exact assignment solver (sparse + LP-duality certificate, dense JV fallback) against scipy's
+Hungarian optimum."""
 
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from latentman.correspondence.solver import assign, dense_cost
+from latentman.correspondence.solver import assign, assign_many, candidate_edges, dense_cost, solve_dense
+
+
+def scipy_optimum(fa, fb):
+    c = dense_cost(fa, fb)
+    r, k = linear_sum_assignment(c)
+    return c, float(c[r, k].sum())
+
+
+def check_valid(result, fa, fb):
+    n = min(len(fa), len(fb))
+    assert len(result.rows) == len(result.cols) == n
+    assert len(np.unique(result.rows)) == n and len(np.unique(result.cols)) == n
+    assert (result.rows < len(fa)).all() and (result.cols < len(fb)).all()
+    c = dense_cost(fa, fb)
+    assert result.cost == pytest.approx(c[result.rows, result.cols].sum(), rel=1e-9, abs=1e-12)
+
+
+def iuv_like(rng, na, nb, noise=3.0):
+    # structured like IUV features: centred U,V plus a spatial term, with noise
+    fa = rng.normal(size=(na, 3)) * 40
+    fb = fa[rng.integers(0, na, nb)] + rng.normal(size=(nb, 3)) * noise
+    return fa, fb
 
 
 @pytest.mark.parametrize(
-    "na,nb", [(1, 1), (1, 5), (7, 3), (40, 40), (65, 65), (80, 120), (150, 90), (300, 300), (250, 400)]
+    "na,nb",
+    [(1, 1), (1, 5), (7, 3), (40, 40), (65, 65), (80, 120), (150, 90), (300, 300), (250, 400), (900, 860)],
 )
-def test_optimum_equals_scipy(na, nb):
+def test_optimum_equals_scipy_sparse_path(na, nb):
     rng = np.random.default_rng(na * 1000 + nb)
-    # structured like IUV features: centred U,V plus a spatial term, with noise
-    fa = rng.normal(size=(na, 3)) * 40
-    fb = fa[rng.integers(0, na, nb)] + rng.normal(size=(nb, 3)) * 3
+    fa, fb = iuv_like(rng, na, nb)
     result = assign(fa, fb, dense_below=8)
-    c = dense_cost(fa, fb)
-    r, k = linear_sum_assignment(c)
-    best = c[r, k].sum()
-    assert len(result.rows) == min(na, nb)
-    assert len(np.unique(result.rows)) == len(result.rows) and len(np.unique(result.cols)) == len(result.cols)
+    _, best = scipy_optimum(fa, fb)
+    check_valid(result, fa, fb)
     assert abs(result.cost - best) <= 1e-6 * max(1.0, best)
-    assert result.cost == pytest.approx(c[result.rows, result.cols].sum(), rel=1e-9)
+    if min(na, nb) > 8:
+        assert result.solver in ("sparse-certified", "dense")
+
+
+@pytest.mark.parametrize("na,nb", [(30, 30), (200, 170), (170, 200), (500, 520)])
+def test_optimum_equals_scipy_dense_path_and_uniform_random(na, nb):
+    rng = np.random.default_rng(na + 7 * nb)
+    fa, fb = rng.uniform(0, 255, (na, 3)), rng.uniform(0, 255, (nb, 3))  # no structure: hard
+    _, best = scipy_optimum(fa, fb)
+    for result in (assign(fa, fb), assign(fa, fb, dense_below=8), solve_dense(fa, fb)):
+        check_valid(result, fa, fb)
+        assert abs(result.cost - best) <= 1e-6 * max(1.0, best)
+
+
+def test_large_shifted_part_is_certified_sparse():
+    # a big, slightly deformed part: the certificate must hold on the kNN graph (the fast path)
+    rng = np.random.default_rng(3)
+    grid = np.stack(np.meshgrid(np.arange(40.0), np.arange(40.0), indexing="ij"), -1).reshape(-1, 2)
+    fa = np.column_stack([grid * 6 - 117, np.abs(grid - 19.5).sum(1)])
+    keep = rng.random(len(fa)) > 0.05
+    fb = fa[keep] + rng.normal(0, 0.8, (keep.sum(), 3))
+    result = assign(fa, fb)
+    _, best = scipy_optimum(fa, fb)
+    check_valid(result, fa, fb)
+    assert result.solver == "sparse-certified"
+    assert abs(result.cost - best) <= 1e-6 * best
+
+
+def test_rectangular_both_ways_give_transposed_answers():
+    rng = np.random.default_rng(11)
+    fa, fb = iuv_like(rng, 260, 310)
+    ab = assign(fa, fb, dense_below=8)
+    ba = assign(fb, fa, dense_below=8)
+    assert ab.cost == pytest.approx(ba.cost, rel=1e-9)
+    assert np.all(np.diff(ba.rows) > 0)  # sorted by row after the internal flip
+    check_valid(ba, fb, fa)
+
+
+def test_empty_problems():
+    for fa, fb in [(np.zeros((0, 3)), np.ones((5, 3))), (np.ones((4, 3)), np.zeros((0, 3)))]:
+        result = assign(fa, fb)
+        assert len(result.rows) == len(result.cols) == 0 and result.cost == 0.0
+
+
+def test_degenerate_ties_duplicates_and_scale():
+    # integer U,V with many identical features (ties everywhere), and a huge/small cost scale: the
+    # certificate's tolerance is relative, so neither breaks it
+    rng = np.random.default_rng(5)
+    fa = rng.integers(0, 6, (600, 3)).astype(float)
+    fb = rng.integers(0, 6, (640, 3)).astype(float)
+    for scale in (1.0, 1e-4, 1e5):
+        result = assign(fa * scale, fb * scale, dense_below=8)
+        _, best = scipy_optimum(fa * scale, fb * scale)
+        check_valid(result, fa * scale, fb * scale)
+        assert abs(result.cost - best) <= 1e-6 * max(best, 1e-300)
+    same = assign(fa, fa.copy(), dense_below=8)
+    assert same.cost == 0.0
+
+
+def test_graph_without_full_matching_falls_back_to_dense():
+    fa = np.array([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0]])
+    fb = np.array([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0], [3.0, 0, 0]])
+    # rows 0 and 1 may only use column 0: Hall's condition fails, no full matching on the graph
+    result = assign(fa, fb, edges=(np.array([0, 1, 2]), np.array([0, 0, 2])))
+    assert result.solver == "dense" and result.cost == pytest.approx(0.0)
+    # the automatic kNN graph always contains a full matching (seeded), even for clustered data
+    rng = np.random.default_rng(2)
+    fa = np.vstack([rng.normal(0, 0.1, (300, 3)), rng.normal(50, 0.1, (10, 3))])
+    fb = np.vstack([rng.normal(0, 0.1, (10, 3)), rng.normal(50, 0.1, (300, 3))])
+    keys, kth = candidate_edges(fa, fb, 3)
+    assert len(kth) == len(fa) and (kth > 0).all()
+    result = assign(fa, fb, dense_below=8)
+    _, best = scipy_optimum(fa, fb)
+    assert abs(result.cost - best) <= 1e-6 * best
 
 
 def test_certificate_rejects_a_graph_that_misses_the_optimum():
     # 1-D features: the identity is expensive, the swap is optimal; the graph only holds the identity
     fa = np.array([[0.0, 0, 0], [10.0, 0, 0]])
     fb = np.array([[10.0, 0, 0], [0.0, 0, 0]])
-    result = assign(fa, fb, edges=(np.array([0, 1]), np.array([0, 1])), rounds=1)
+    result = assign(fa, fb, edges=(np.array([0, 1]), np.array([0, 1])), rounds=0)
     assert result.solver == "dense"
     assert result.cost == pytest.approx(0.0)
     assert result.cols[result.rows == 0][0] == 1
     # with repair rounds the violated pairs join the graph and the re-solved optimum certifies
     repaired = assign(fa, fb, edges=(np.array([0, 1]), np.array([0, 1])))
     assert repaired.solver == "sparse-certified" and repaired.cost == pytest.approx(0.0)
-    # the same graph with the optimum in it certifies
-    ok = assign(fa, fb, edges=(np.array([0, 1, 0, 1]), np.array([0, 1, 1, 0])))
+    # the same graph with the optimum in it certifies at once
+    ok = assign(fa, fb, edges=(np.array([0, 1, 0, 1]), np.array([0, 1, 1, 0])), rounds=0)
     assert ok.solver == "sparse-certified" and ok.cost == pytest.approx(0.0)
+
+
+def test_certificate_rejects_wrong_candidates_on_a_rectangular_problem():
+    # a graph of deliberately wrong candidates (each row's FARTHEST columns): never certified as is
+    rng = np.random.default_rng(9)
+    fa, fb = iuv_like(rng, 60, 75)
+    c, best = scipy_optimum(fa, fb)
+    far = np.argsort(-c, axis=1)[:, :3]
+    edges = (np.repeat(np.arange(60), 3), far.ravel())
+    result = assign(fa, fb, edges=edges, rounds=0)
+    assert result.solver == "dense"
+    assert abs(result.cost - best) <= 1e-6 * best
+
+
+def test_assign_many_matches_assign_in_order():
+    rng = np.random.default_rng(4)
+    problems = [iuv_like(rng, n, m) for n, m in [(50, 60), (900, 880), (5, 2), (300, 320)]]
+    problems.append((np.zeros((0, 3)), np.ones((3, 3))))
+    serial = [assign(fa, fb) for fa, fb in problems]
+    for workers in (1, 2):
+        many = assign_many(problems, workers=workers)
+        for a, b in zip(serial, many):
+            np.testing.assert_array_equal(a.rows, b.rows)
+            np.testing.assert_array_equal(a.cols, b.cols)
+            assert a.cost == b.cost
