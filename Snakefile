@@ -13,6 +13,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/motion.smk"
+include: "rules/render.smk"
 include: "rules/correspondence.smk"
 include: "rules/generate.smk"
 include: "rules/evaluate.smk"

@@ -8,8 +8,9 @@ from latentman.config import (
     validate_config,
     validate_prompts_against_config,
 )
-from latentman.errors import LatentmanError
+from latentman.errors import ConfigError, LatentmanError
 from latentman.models import check_model_files
+from latentman.render.densepose import densepose_available
 from latentman.sweeps import register_sweeps
 
 
@@ -25,6 +26,12 @@ try:
     SWEEPS = register_sweeps(config)
     validate_config(config, source="config (with expanded sweeps)")
     check_model_files(config["models"])
+    if config["render"]["iuv"] == "densepose":
+        usable, reason = densepose_available(config["models"].get("densepose"))
+        if not usable:
+            raise ConfigError(
+                f"config: render.iuv = densepose cannot be used: {reason}"
+            )
     PROMPTS = load_prompts(config["prompts"])
     validate_prompts_against_config(PROMPTS, config, source=config["prompts"])
 except LatentmanError as error:
@@ -76,6 +83,10 @@ def all_targets():
     for prompt in PROMPT_IDS:
         targets += [MOTION.format(prompt=prompt)]
         targets += [f"{RESULTS}/motion/{prompt}.{ext}" for ext in ("gif", "mp4")]
+    # render: depth, control image, IUV (.h5) and the control | IUV preview, per prompt
+    for prompt in PROMPT_IDS:
+        targets += [RENDER.format(prompt=prompt)]
+        targets += [f"{RESULTS}/render/{prompt}.{ext}" for ext in ("gif", "mp4")]
     # correspondence: one file per reference mode in use, and a preview, per prompt
     for prompt in PROMPT_IDS:
         for reference in correspondence_references():
@@ -97,7 +108,6 @@ def all_targets():
 
 
 # ---------------------------------------------------------------------------- sweeps (report.smk)
-from latentman.errors import ConfigError
 from latentman.sweeps import select_sweep, sweep_prompts
 
 TABLE = f"{RESULTS}/tables/{{sweep}}"

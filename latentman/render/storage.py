@@ -1,0 +1,168 @@
+"""The render file ``results/render/{prompt}.h5`` (format "render"): writer and validating reader.
+
+Layout (every per-frame dataset chunked one frame at a time, gzip):
+
+- ``/smpl/{global_orient (F,3), body_pose (F,69), transl (F,3)}`` float32 (smplx convention, the
+  grounded mesh of the video frames), ``/smpl/betas (B,)``; attrs ``fit_error_mm``, ``fit``
+  ("direct" | "optimised"), ``body``;
+- ``/camera/intrinsics (3,3)``, ``/camera/extrinsics (4,4)`` world→camera, OpenCV axes
+  (latentman.render.camera); attrs ``resolution``, ``yfov_deg``, ``convention``;
+- ``/depth (F,H,W)`` float32 metres along the view axis, 0 = background;
+- ``/control (F,H,W)`` uint8 ControlNet depth image, attr ``encoding``;
+- ``/iuv (F,H,W,3)`` uint8: I part 0..24 (0 = background), U, V 0..255;
+- ``/face_id (F,H,W)`` int32 (-1 = background), ``/barycentric (F,H,W,3)`` float16;
+- ``/mask (F,H,W)`` uint8 0/1;
+- ``/mesh/{rest_vertices (V,3) float32, faces (T,3) int64, vertex_iuv (V,3) float32 [part, U, V]}``.
+
+Root attrs: ``fps`` (video), ``frame_step``, ``motion_source``, ``iuv_source``, ``backend``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from latentman.errors import IntermediateFileError
+from latentman.io import atomic_h5, open_intermediate, read_h5_dataset, write_dataset
+
+FRAME_DATASETS = ("depth", "control", "iuv", "face_id", "barycentric", "mask")
+
+
+def write_render(path: str | os.PathLike, data: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
+    """Write a render file atomically (a failure leaves no file at ``path``).
+
+    ``data`` holds the arrays named in the module docstring, with keys ``smpl`` (a dict of the four
+    arrays plus ``fit_error_mm``, ``fit``, ``body``), ``camera`` (a :class:`Camera`), the six frame
+    datasets, ``control_encoding`` and ``mesh`` (a dict of the three arrays).
+    """
+    smpl = data["smpl"]
+    camera = data["camera"]
+    with atomic_h5(path, "render", attrs) as h5:
+        group = h5.create_group("smpl")
+        for name in ("global_orient", "body_pose", "transl"):
+            write_dataset(group, name, np.asarray(smpl[name], dtype=np.float32))
+        write_dataset(group, "betas", np.asarray(smpl["betas"], dtype=np.float32), per_frame=False)
+        group.attrs["fit_error_mm"] = float(smpl["fit_error_mm"])
+        group.attrs["fit"] = str(smpl["fit"])
+        group.attrs["body"] = str(smpl["body"])
+        group = h5.create_group("camera")
+        write_dataset(group, "intrinsics", camera.intrinsics.astype(np.float64), per_frame=False)
+        write_dataset(group, "extrinsics", camera.extrinsics.astype(np.float64), per_frame=False)
+        group.attrs["resolution"] = int(camera.height)
+        group.attrs["yfov_deg"] = float(camera.yfov_deg)
+        group.attrs["convention"] = (
+            "extrinsics: world->camera, OpenCV axes (x right, y down, z forward); "
+            "pixel (u, v) = (K X)[:2] / z, pixel (i, j) centre at (j + 0.5, i + 0.5)"
+        )
+        write_dataset(h5, "depth", np.asarray(data["depth"], dtype=np.float32), units="metres")
+        write_dataset(
+            h5, "control", np.asarray(data["control"], dtype=np.uint8), encoding=data["control_encoding"]
+        )
+        write_dataset(h5, "iuv", np.asarray(data["iuv"], dtype=np.uint8))
+        write_dataset(h5, "face_id", np.asarray(data["face_id"], dtype=np.int32))
+        write_dataset(h5, "barycentric", np.asarray(data["barycentric"], dtype=np.float16))
+        write_dataset(h5, "mask", np.asarray(data["mask"], dtype=np.uint8))
+        group = h5.create_group("mesh")
+        mesh = data["mesh"]
+        write_dataset(
+            group, "rest_vertices", np.asarray(mesh["rest_vertices"], dtype=np.float32), per_frame=False
+        )
+        write_dataset(group, "faces", np.asarray(mesh["faces"], dtype=np.int64), per_frame=False)
+        write_dataset(group, "vertex_iuv", np.asarray(mesh["vertex_iuv"], dtype=np.float32), per_frame=False)
+
+
+def read_render(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate every dataset of a render file.
+
+    Returns a dict with the frame datasets (``depth``, ``control``, ``iuv``, ``face_id``,
+    ``barycentric``, ``mask``), ``smpl`` (dict of arrays + ``fit_error_mm``, ``fit``, ``body``),
+    ``intrinsics``, ``extrinsics``, ``resolution``, ``yfov_deg``, ``control_encoding``,
+    ``rest_vertices``, ``faces``, ``vertex_iuv`` and the root ``attrs``.
+
+    Raises:
+        IntermediateFileError: missing, foreign or old file, or a dataset with the wrong shape, dtype
+            or non-finite values; the message names the file and says to rerun rule 'render'.
+    """
+    fmt = "render"
+    with open_intermediate(path, fmt) as h5:
+        out: dict[str, Any] = {"attrs": {k: _plain(v) for k, v in h5.attrs.items()}}
+        depth = read_h5_dataset(h5, "depth", fmt, shape=(None, None, None), dtype=np.float32)
+        frames, height, width = depth.shape
+        if frames < 1 or height != width or height % 64:
+            raise IntermediateFileError(
+                f"{h5.filename}: 'depth' has shape {depth.shape}, expected (F, R, R) with R a multiple "
+                "of 64; rerun rule 'render'"
+            )
+        out["depth"] = depth
+        out["control"] = read_h5_dataset(h5, "control", fmt, shape=(frames, height, width), dtype=np.uint8)
+        out["control_encoding"] = _plain(h5["control"].attrs.get("encoding", "near_bright"))
+        out["iuv"] = read_h5_dataset(h5, "iuv", fmt, shape=(frames, height, width, 3), dtype=np.uint8)
+        out["face_id"] = read_h5_dataset(h5, "face_id", fmt, shape=(frames, height, width), dtype=np.int32)
+        out["barycentric"] = read_h5_dataset(
+            h5, "barycentric", fmt, shape=(frames, height, width, 3), dtype=(np.float16, np.float32)
+        )
+        out["mask"] = read_h5_dataset(h5, "mask", fmt, shape=(frames, height, width), dtype=np.uint8)
+        smpl: dict[str, Any] = {
+            "global_orient": read_h5_dataset(
+                h5, "smpl/global_orient", fmt, shape=(frames, 3), dtype=np.float32
+            ),
+            "body_pose": read_h5_dataset(h5, "smpl/body_pose", fmt, shape=(frames, 69), dtype=np.float32),
+            "transl": read_h5_dataset(h5, "smpl/transl", fmt, shape=(frames, 3), dtype=np.float32),
+            "betas": read_h5_dataset(h5, "smpl/betas", fmt, shape=(None,), dtype=np.float32),
+        }
+        for key in ("fit_error_mm", "fit", "body"):
+            if key not in h5["smpl"].attrs:
+                raise IntermediateFileError(
+                    f"{h5.filename}: attribute 'smpl/{key}' is missing; rerun rule 'render'"
+                )
+            smpl[key] = _plain(h5["smpl"].attrs[key])
+        out["smpl"] = smpl
+        out["intrinsics"] = read_h5_dataset(h5, "camera/intrinsics", fmt, shape=(3, 3))
+        out["extrinsics"] = read_h5_dataset(h5, "camera/extrinsics", fmt, shape=(4, 4))
+        out["resolution"] = int(h5["camera"].attrs.get("resolution", -1))
+        out["yfov_deg"] = float(h5["camera"].attrs.get("yfov_deg", np.nan))
+        if out["resolution"] != height:
+            raise IntermediateFileError(
+                f"{h5.filename}: camera resolution {out['resolution']} does not match the {height}² frames; "
+                "rerun rule 'render'"
+            )
+        vertices = read_h5_dataset(h5, "mesh/rest_vertices", fmt, shape=(None, 3), dtype=np.float32)
+        faces = read_h5_dataset(h5, "mesh/faces", fmt, shape=(None, 3), dtype=(np.int32, np.int64))
+        out["rest_vertices"] = vertices
+        out["faces"] = faces
+        out["vertex_iuv"] = read_h5_dataset(
+            h5, "mesh/vertex_iuv", fmt, shape=(vertices.shape[0], 3), dtype=np.float32
+        )
+    _check_consistency(out, str(path))
+    return out
+
+
+def _check_consistency(out: dict[str, Any], source: str) -> None:
+    """Cross-dataset checks: index ranges and the same foreground in every frame dataset."""
+    hint = "rerun rule 'render'"
+    faces, face_id, iuv = out["faces"], out["face_id"], out["iuv"]
+    if faces.size and (faces.min() < 0 or faces.max() >= len(out["rest_vertices"])):
+        raise IntermediateFileError(f"{source}: 'mesh/faces' indexes vertices that do not exist; {hint}")
+    if face_id.min() < -1 or face_id.max() >= len(faces):
+        raise IntermediateFileError(f"{source}: 'face_id' holds indices outside -1..{len(faces) - 1}; {hint}")
+    if iuv[..., 0].max() > 24:
+        raise IntermediateFileError(f"{source}: 'iuv' part labels exceed 24; {hint}")
+    if out["mask"].max() > 1:
+        raise IntermediateFileError(f"{source}: 'mask' holds values other than 0 and 1; {hint}")
+    foreground = face_id >= 0
+    if not np.array_equal(foreground, out["mask"] > 0) or not np.array_equal(foreground, out["depth"] > 0):
+        raise IntermediateFileError(
+            f"{source}: 'face_id', 'mask' and 'depth' disagree on the foreground; {hint}"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """HDF5 attribute → plain Python value (bytes → str, numpy scalars → Python)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,36 @@
+# Body + render stage: motion -> SMPL fit -> per-frame depth, ControlNet control image, exact IUV,
+# face ids + barycentrics (HDF5), with a preview (control | IUV) for the report.
+from latentman.render import model_files
+
+
+rule render:
+    input:
+        unpack(lambda wc: model_files(config["models"], config["render"])),
+        motion=MOTION,
+    output:
+        render=RENDER,
+        gif=report(
+            f"{RESULTS}/render/{{prompt}}.gif",
+            caption="../report/render.rst",
+            category="Render",
+            labels={"prompt": "{prompt}", "file": "control | IUV (GIF)"},
+        ),
+        mp4=f"{RESULTS}/render/{{prompt}}.mp4",
+    log:
+        log_path("render", "{prompt}"),
+    benchmark:
+        benchmark_path("render", "{prompt}")
+    conda:
+        "../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        render_config=config["render"],
+        body=config["models"].get("body", "builtin"),
+        densepose_uv=config["models"].get("densepose_uv"),
+        densepose=config["models"].get("densepose"),
+        row=lambda wc: prompt_row(wc.prompt),
+        frame_step=config.get("motion", {}).get("frame_step", 1),
+    script:
+        "../workflow_scripts/render.py"
