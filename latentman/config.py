@@ -166,7 +166,9 @@ def validate_config(config: Mapping, source: str = "config") -> dict:
                 f"(defined: {', '.join(config['variants'])})"
             )
     for name in config["variants"]:
-        check_variant_settings(resolve_variant(config, name), f"{source}: variants.{name}")
+        # sweep variants are named "sweep.fragment...": quote names with dots so the key path stays readable
+        label = f"variants[{name!r}]" if "." in name else f"variants.{name}"
+        check_variant_settings(resolve_variant(config, name), f"{source}: {label}")
     return dict(config)
 
 

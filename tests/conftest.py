@@ -21,3 +21,42 @@ def pytest_configure(config):
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
+
+
+# ------------------------------------------------------------------ end-to-end runs on .test/config.yaml
+COPY_IGNORE = (".git", "results", ".snakemake", "__pycache__", "*.egg-info", ".pytest_cache", "report.html")
+
+
+def copy_repo(dest: Path) -> Path:
+    """A copy of the repository without results: a run in it starts from nothing, like a clean clone."""
+    import shutil
+
+    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(*COPY_IGNORE))
+    return dest
+
+
+def tiny_snakemake_command(*args: str) -> list[str]:
+    """The README's run command on the tiny CI config (2 prompts x 4 frames at 64x64)."""
+    import sys
+
+    return [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", ".test/config.yaml", *args]
+
+
+def run_tiny(workdir: Path, *args: str, timeout: int = 1500):
+    import subprocess
+
+    return subprocess.run(
+        tiny_snakemake_command(*args), cwd=workdir, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One complete run of the tiny workflow from nothing, shared by the end-to-end tests."""
+    import time
+
+    workdir = copy_repo(tmp_path_factory.mktemp("tiny") / "repo")
+    start = time.perf_counter()
+    result = run_tiny(workdir)
+    assert result.returncode == 0, result.stderr[-6000:]
+    return workdir, time.perf_counter() - start
