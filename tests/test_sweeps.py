@@ -85,7 +85,7 @@ def test_expanded_step_ranges_are_validated(shipped):
     config["sweeps"] = {"bad": {"grid": [{"far": {"pwg": {"enabled": True, "steps": [4, 40]}}}]}}
     register_sweeps(config)
     with pytest.raises(
-        ConfigError, match=r"variants\.bad\.far\.pwg\.steps = \[4, 40\] is outside the schedule"
+        ConfigError, match=r"variants\['bad\.far'\]\.pwg\.steps = \[4, 40\] is outside the schedule"
     ):
         validate_config(config)
 
