@@ -91,13 +91,21 @@ def test_sd15_random_config_values():
 
 
 def test_tiny_controlnet_conditions_the_unet(models_dir):
+    """The depth image must visibly steer the random UNet (else random-weight frames ignore the body)."""
     models = load_models(TINY, models_dir)
     z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-    emb = torch.zeros(1, 77, models.unet.config.cross_attention_dim)
-    outs = []
-    for value in (0.0, 1.0):
-        cond = torch.full((1, 3, 64, 64), value)
+    emb = torch.randn(
+        1, 77, models.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1)
+    )
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    eps = []
+    for centre in (24, 40):  # the same "body" (a bright disc) at two places
+        cond = (((yy - 32) ** 2 + (xx - centre) ** 2) < 144).float()[None, None].expand(1, 3, -1, -1)
         with torch.no_grad():
             down, mid = models.controlnet(z, 10, emb, controlnet_cond=cond, return_dict=False)
-        outs.append(mid)
-    assert not torch.allclose(outs[0], outs[1])
+            out = models.unet(
+                z, 10, emb, down_block_additional_residuals=down, mid_block_additional_residual=mid
+            )
+        eps.append(out.sample)
+    relative = float((eps[0] - eps[1]).abs().mean() / eps[0].abs().mean())
+    assert relative > 0.05, relative

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,13 +195,7 @@ def build_tiny(root: str | os.PathLike, seed: int = TINY_SEED) -> Path:
     tokenizer.save_pretrained(sd / "tokenizer")
     unet = UNet2DConditionModel(**tiny_unet_config())
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16))
-    # A new ControlNet's zero convolutions output zeros (the depth would have no effect at all);
-    # random small weights make the tiny ControlNet really condition the UNet.
-    zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
-    zero_convs.append(controlnet.controlnet_cond_embedding.conv_out)
-    with torch.no_grad():
-        for conv in zero_convs:
-            conv.weight.normal_(0.0, 0.05)
+    make_control_effective(controlnet)
     vae = AutoencoderKL(**tiny_vae_config())
     text_encoder = CLIPTextModel(CLIPTextConfig(**tiny_text_config(vocab_size)))
     unet.save_pretrained(sd / "unet")
@@ -212,6 +207,44 @@ def build_tiny(root: str | os.PathLike, seed: int = TINY_SEED) -> Path:
         f"Tiny random-weight models built by latentman (seed {seed}); they make no pictures.\n"
     )
     return root
+
+
+def make_control_effective(controlnet, seed: int = TINY_SEED) -> None:
+    """Give a random-init ControlNet a depth signal of the UNet's own feature scale.
+
+    A new ControlNet's zero convolutions output zeros, and with the default init of its conditioning
+    embedding the depth image's signal is lost under the biases (two different depth images gave
+    embeddings ~1e-4 apart), so random-weight frames ignored the body and could not show what SLA and
+    PWG do. Here the embedding's convolutions get zero biases and layer-by-layer unit-variance weights
+    (measured on a deterministic depth-like image: a bright disc on black), its output is scaled to the
+    latent features it is added to, and every zero convolution (1x1) gets variance-preserving weights,
+    so each residual has the scale of the UNet skip feature it joins, as in a trained ControlNet.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def reinit(conv) -> None:
+        fan_in = conv.weight[0].numel()
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) / math.sqrt(fan_in))
+        conv.bias.zero_()
+
+    with torch.no_grad():
+        for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            reinit(conv)
+        size = 64
+        yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        disc = ((yy - size / 2) ** 2 + (xx - size / 3) ** 2 < (size / 4) ** 2).float()
+        hidden = (disc * (0.5 + 0.5 * yy / size))[None, None].expand(1, 3, -1, -1)
+        embedding = controlnet.controlnet_cond_embedding
+        layers = [embedding.conv_in, *embedding.blocks, embedding.conv_out]
+        for index, conv in enumerate(layers):
+            reinit(conv)
+            conv.weight.div_(conv(hidden).std().clamp_min(1e-12))
+            hidden = conv(hidden)
+            if index < len(layers) - 1:
+                hidden = torch.nn.functional.silu(hidden)
+        latent = torch.randn((1, controlnet.config.in_channels, size // 8, size // 8), generator=generator)
+        scale = controlnet.conv_in(latent).std() / hidden.std().clamp_min(1e-12)
+        embedding.conv_out.weight.mul_(scale)
 
 
 def _scheduler():
@@ -234,6 +267,7 @@ def build_sd15_random(seed: int = TINY_SEED) -> Models:
     tokenizer.model_max_length = 77
     unet = UNet2DConditionModel(**sd15_unet_config())
     controlnet = ControlNetModel.from_unet(unet)
+    make_control_effective(controlnet)
     vae = AutoencoderKL(**sd15_vae_config())
     text_encoder = CLIPTextModel(CLIPTextConfig(**sd15_text_config(vocab_size)))
     ids = {"stable_diffusion": "embedded:sd15-random", "controlnet_depth": "embedded:sd15-random"}
