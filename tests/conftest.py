@@ -39,7 +39,8 @@ def tiny_snakemake_command(*args: str) -> list[str]:
     """The README's run command on the tiny CI config (2 prompts x 4 frames at 64x64)."""
     import sys
 
-    return [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", ".test/config.yaml", *args]
+    # --configfile takes several files, so it comes before --cores: targets in args stay targets
+    return [sys.executable, "-m", "snakemake", "--configfile", ".test/config.yaml", "--cores", "2", *args]
 
 
 def run_tiny(workdir: Path, *args: str, timeout: int = 1500):
