@@ -95,7 +95,7 @@ def test_sla_copies_matched_and_keeps_unmatched():
     assert torch.equal(y[3][:, :, 3:], x[0][:, :, :5])  # chained from frame 0
 
 
-@pytest.mark.parametrize("mode", ["unet", "decoder"])
+@pytest.mark.parametrize("mode", ["unet", "full", "decoder"])
 def test_one_pwg_step_lowers_loss(pipe, mode):
     s = settings("latentman", steps=4, pwg={"gradient": mode})
     pipe.scheduler.set_timesteps(4)
@@ -116,10 +116,19 @@ def test_one_pwg_step_lowers_loss(pipe, mode):
         )
         return loss, g_x0, z_in, x0
 
-    loss, g_x0, z_in, x0 = loss_of(x, mode == "unet")
+    loss, g_x0, z_in, x0 = loss_of(x, mode != "decoder")
     a_t, _ = pipe.alphas(int(t))
     if mode == "unet":
         g = torch.autograd.grad(x0, z_in, grad_outputs=g_x0)[0][:2]
+    elif mode == "full":
+        g_z = torch.autograd.grad(x0, z_in, grad_outputs=g_x0)[0]
+        g = g_z[:2] + g_z[2:] + g_x0 / a_t**0.5
+        # the true gradient w.r.t. x_t: a central difference along g matches |g|
+        h = 1e-2 / float(g.norm())
+        ahead, *_ = loss_of(x + h * g, False)
+        behind, *_ = loss_of(x - h * g, False)
+        slope = (float(ahead) - float(behind)) / (2 * h * float(g.norm()))
+        assert slope == pytest.approx(float(g.norm()), rel=0.05)
     else:
         g = g_x0 / a_t**0.5
     assert loss > 0 and g[1].abs().sum() > 0 and g[0].abs().sum() == 0  # frame 0 gets no gradient
@@ -127,6 +136,8 @@ def test_one_pwg_step_lowers_loss(pipe, mode):
     if mode == "unet":
         # g is the gradient w.r.t. the unconditional copy of the UNet input (official code §8.7)
         lowered, *_ = loss_of(x, False, uncond=x - step)
+    elif mode == "full":
+        lowered, *_ = loss_of(x - step, False)
     else:
         # decoder mode: ε held constant, x̂0 moves by −step/√ᾱ_t
         lowered, *_ = loss_of(x - step, False)

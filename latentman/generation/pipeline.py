@@ -257,7 +257,7 @@ class LatentmanPipeline:
             if sla["enabled"] and sla["steps"][0] <= k <= sla["steps"][1]:
                 x = spatial_latent_alignment(x, correspondence["latent"], correspondence["reference_index"])
             guide = pwg["enabled"] and pwg["steps"][0] <= k <= pwg["steps"][1]
-            through_unet = guide and grad_mode == "unet"
+            through_unet = guide and grad_mode in ("unet", "full")
             self._checkpointing(guide)
             a_t, a_prev = self.alphas(int(t))
             images: dict[int, torch.Tensor] = {}
@@ -276,9 +276,14 @@ class LatentmanPipeline:
                         images,
                     )
                     if through_unet:
-                        # Gradient w.r.t. the unconditional copy of the UNet input (official code §8.7).
                         (g,) = torch.autograd.grad(x0, z_in, grad_outputs=g_x0.to(x0.dtype))
-                        g = g[: len(chunk)].float()
+                        if grad_mode == "full":
+                            # The paper's ∇_{x_t}ω: both CFG copies of the UNet input plus the direct
+                            # path of x̂0 = (x_t − √(1−ᾱ)ε)/√ᾱ.
+                            g = (g[: len(chunk)] + g[len(chunk) :]).float() + g_x0 / math.sqrt(a_t)
+                        else:
+                            # The official code: the unconditional copy of the UNet input only (§8.7).
+                            g = g[: len(chunk)].float()
                     else:
                         g = g_x0 / math.sqrt(a_t)
                     log.debug("step %d PWG loss %.5f |g|max %.3g", k, loss, float(g.abs().max()))

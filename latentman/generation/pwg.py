@@ -7,8 +7,8 @@ reference image: ``ω_i = mean over matched pixels and RGB of (X'_i[q] − sg(X'
 :func:`pixel_wise_guidance` returns ``∂ω/∂x̂0`` computed one frame at a time (exact: each ω_i depends on
 its own frame's decode only, the reference being detached), so only one frame's decoder graph exists at a
 time. The pipeline then maps it to the UNet input (``gradient: unet``, the official code: through the UNet
-to the unconditional copy of the input) or divides by √ᾱ_t (``gradient: decoder``: ε held constant, no UNet
-backward).
+to the unconditional copy of the input), to x_t itself (``gradient: full``, the paper's ∇_{x_t}ω: both CFG
+copies plus the direct path), or divides by √ᾱ_t (``gradient: decoder``: ε held constant, no UNet backward).
 """
 
 from __future__ import annotations
