@@ -3,11 +3,11 @@
 Skipped unless LATENTMAN_SLURM=1 and `sbatch` works. Start a local single-node cluster first:
     tools/slurm_local_cluster.sh start && export SLURM_CONF=/tmp/latentman-slurm/etc/slurm.conf
     LATENTMAN_SLURM=1 python -m pytest -m slurm tests/test_slurm.py
-The real-workflow test runs the targets in LATENTMAN_SLURM_TARGETS (space separated, relative to the
-repository; default: the motion file of the first prompt) once locally and once through SLURM, each
-in its own copy of the repository, and compares the outputs array by array.
+The end-to-end test runs the whole tiny workflow (.test/config.yaml) once locally and once through SLURM,
+each in its own copy of the repository, and compares every .npz/.h5/.json output (timings aside).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,7 +32,17 @@ SLURM_ARGS = [
 ]
 TIMEOUT_S = int(os.environ.get("LATENTMAN_SLURM_TIMEOUT", "400"))
 # Attributes that legitimately differ between two runs of the same job.
-VOLATILE_ATTRS = {"elapsed_s", "runtime_s", "created", "timestamp", "hostname", "duration_s", "timing"}
+VOLATILE_ATTRS = {
+    "elapsed_s",
+    "runtime_s",
+    "created",
+    "timestamp",
+    "hostname",
+    "duration_s",
+    "timing",
+    "wall_time_s",
+    "peak_memory_mb",
+}
 
 
 def _sbatch_works() -> bool:
@@ -119,23 +129,51 @@ def _copy_repo(dest: Path) -> Path:
     return dest
 
 
-def _real_targets() -> list[str]:
-    targets = os.environ.get("LATENTMAN_SLURM_TARGETS", "").split()
-    if targets:
-        return targets
-    first = (REPO / "prompts.tsv").read_text().splitlines()[1].split("\t")[0]
-    return [f"results/motion/{first}.npz"]
+# The tiny CI workflow (.test/config.yaml) on the test cluster: one thread per generation job in both runs
+# (float sums depend on the thread count), and resources that fit a small CPU-only node.
+TINY_ARGS = ["--configfile", ".test/config.yaml", "--set-threads", "generate=1"]
+SMALL_NODE = [
+    "--set-resources",
+    "generate:gpu=0",
+    "generate:mem_mb=3000",
+    "generate:cpus_per_task=1",
+    "correspondence:cpus_per_task=1",
+]
+# Values that legitimately differ between two runs of the same job.
+VOLATILE_KEYS = {"wall_time_s", "peak_memory_mb"}
 
 
-def test_real_workflow_targets_on_slurm_equal_local_run(tmp_path):
-    targets = _real_targets()
+def _comparable_files(results: Path) -> list[Path]:
+    skip = {"logs", "benchmarks", "models"}
+    return sorted(
+        p.relative_to(results)
+        for p in results.rglob("*")
+        if p.suffix in {".npz", ".h5", ".json"} and not skip & set(p.relative_to(results).parts)
+    )
+
+
+def _json_without_timings(path: Path) -> dict:
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in VOLATILE_KEYS}
+
+
+def test_tiny_workflow_end_to_end_on_slurm_equals_local_run(tmp_path):
+    """Every stage of the tiny workflow through `--profile profiles/slurm`, compared with a local run."""
     local = _copy_repo(tmp_path / "local")
     remote = _copy_repo(tmp_path / "slurm")
-    _snakemake(local, "--cores", "1", *targets)
-    result = _snakemake(remote, *SLURM_ARGS, *targets)
-    assert "has been submitted with SLURM jobid" in result.stdout + result.stderr
-    for target in targets:
-        if Path(target).suffix in {".npz", ".h5", ".hdf5"}:
-            _assert_same(local / target, remote / target)
+    _snakemake(local, "--cores", "2", *TINY_ARGS)
+    result = _snakemake(remote, *SLURM_ARGS, *TINY_ARGS, *SMALL_NODE)
+    log = result.stdout + result.stderr
+    for rule in ("motion", "render", "correspondence", "generate", "evaluate", "aggregate"):
+        assert f"rule {rule}:" in log, rule
+    files = _comparable_files(local / "results")
+    assert files == _comparable_files(remote / "results")
+    assert any(f.name == "frames.h5" for f in files) and any(f.suffix == ".json" for f in files)
+    for rel in files:
+        if rel.suffix == ".json":
+            assert _json_without_timings(local / "results" / rel) == _json_without_timings(
+                remote / "results" / rel
+            ), rel
         else:
-            assert (remote / target).read_bytes() == (local / target).read_bytes(), target
+            _assert_same(local / "results" / rel, remote / "results" / rel)
+    # the jobs really went through sbatch (the aggregate rules too: nothing runs locally)
+    assert log.count("has been submitted with SLURM jobid") >= len(files)
