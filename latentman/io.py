@@ -16,6 +16,7 @@ import errno
 import glob
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -67,12 +68,17 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
-    # a job killed while writing this file (SIGKILL, node failure) left its temporary file behind;
-    # only the job that makes `path` writes these names, so any such file now is stale
-    for stale in path.parent.glob(f".tmp-{glob.escape(path.stem)}-*{glob.escape(suffix)}"):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=suffix, dir=path.parent)
+    prefix = f".tmp-{path.stem}-"
+    # A job killed while writing this file (SIGKILL, node failure) left its temporary file behind; only
+    # the job that makes `path` writes these names, so any such file now is stale. The name must be
+    # exactly prefix + mkstemp's 8 random characters + suffix: `.tmp-walk-*` alone would also match a
+    # running job's `.tmp-walk-fast-*` (prompt ids may contain '-').
+    stale_name = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}" + re.escape(suffix))
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+        if stale_name.fullmatch(stale.name):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

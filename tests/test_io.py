@@ -115,11 +115,13 @@ def test_check_array_names_shape_dtype_and_nan():
 
 
 def test_stale_temporary_file_of_a_killed_writer_is_removed(tmp_path):
-    stale = tmp_path / ".tmp-out-abc123.txt"
+    stale = tmp_path / ".tmp-out-abc12_45.txt"
     stale.write_text("left by SIGKILL")
-    other = tmp_path / ".tmp-other-abc123.txt"  # another target's temporary file is not touched
-    other.write_text("x")
+    # other targets' temporary files are not touched, also where their name starts like ours
+    others = [tmp_path / ".tmp-other-abc12_45.txt", tmp_path / ".tmp-out-fast-abc12_45.txt"]
+    for other in others:
+        other.write_text("x")
     with atomic_path(tmp_path / "out.txt") as tmp:
         tmp.write_text("whole")
-    assert not stale.exists() and other.exists()
+    assert not stale.exists() and all(other.exists() for other in others)
     assert (tmp_path / "out.txt").read_text() == "whole"
