@@ -11,7 +11,7 @@ from latentman.config import (
 from latentman.errors import ConfigError, LatentmanError
 from latentman.models import check_model_files
 from latentman.render.densepose import densepose_available
-from latentman.sweeps import register_sweeps
+from latentman.sweeps import register_sweeps, select_sweep, sweep_prompts
 
 
 def _stop(message):
@@ -25,6 +25,8 @@ try:
     # sweeps: expand named grids into variants (resolve_variant finds them), then re-check them all
     SWEEPS = register_sweeps(config)
     validate_config(config, source="config (with expanded sweeps)")
+    if config.get("sweep") is not None:
+        select_sweep(SWEEPS, config["sweep"])  # an unknown --config sweep=NAME
     check_model_files(config["models"])
     if config["render"]["iuv"] == "densepose":
         usable, reason = densepose_available(config["models"].get("densepose"))
@@ -101,24 +103,12 @@ def all_targets():
                 for ext in ("mp4", "gif")
             ]
     # evaluate + report: the default run's table and plots (rules/report.smk, sweep "default")
-    targets += [f"{RESULTS}/tables/default.{ext}" for ext in ("csv", "md")]
-    plots = ("h_mse_per_pair", "h_mse_bars", "contact_sheet")
-    targets += [f"{RESULTS}/plots/default/{name}.png" for name in plots]
-    return targets
+    return targets + sweep_targets("default")
 
 
 # ---------------------------------------------------------------------------- sweeps (report.smk)
-from latentman.sweeps import select_sweep, sweep_prompts
-
 TABLE = f"{RESULTS}/tables/{{sweep}}"
 PLOTS = f"{RESULTS}/plots/{{sweep}}"
-
-# an unknown --config sweep=NAME stops here, before any job
-if config.get("sweep") is not None:
-    try:
-        select_sweep(SWEEPS, config["sweep"])
-    except LatentmanError as error:
-        _stop(error)
 
 
 wildcard_constraints:

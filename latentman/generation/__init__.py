@@ -90,9 +90,7 @@ def generate_video(
     correspondence = read_correspondence(correspondence_path) if needs_corr else None
     if needs_corr and correspondence_path is None:
         raise ConfigError(f"variant {settings.get('name')!r}: SLA/PWG need a correspondence file")
-    from latentman.generation.pipeline import LatentmanPipeline as _P
-
-    _P.check_inputs(control, correspondence or {}, settings)
+    LatentmanPipeline.check_inputs(control, correspondence or {}, settings)
     models = load_models(models_config, models_dir)
     pipe = LatentmanPipeline(models, torch_device, settings["dtype"])
     if torch_device.type == "cuda":
