@@ -1,8 +1,14 @@
 """Shared pytest setup: markers, offline/headless environment, repository paths."""
 
 import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 # Tests never reach a model hub and render headless on CPU machines.
@@ -29,23 +35,17 @@ COPY_IGNORE = (".git", "results", ".snakemake", "__pycache__", "*.egg-info", ".p
 
 def copy_repo(dest: Path) -> Path:
     """A copy of the repository without results: a run in it starts from nothing, like a clean clone."""
-    import shutil
-
     shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(*COPY_IGNORE))
     return dest
 
 
 def tiny_snakemake_command(*args: str) -> list[str]:
     """The README's run command on the tiny CI config (2 prompts x 4 frames at 64x64)."""
-    import sys
-
     # --configfile takes several files, so it comes before --cores: targets in args stay targets
     return [sys.executable, "-m", "snakemake", "--configfile", ".test/config.yaml", "--cores", "2", *args]
 
 
 def run_tiny(workdir: Path, *args: str, timeout: int = 1500):
-    import subprocess
-
     return subprocess.run(
         tiny_snakemake_command(*args), cwd=workdir, capture_output=True, text=True, timeout=timeout
     )
@@ -54,10 +54,29 @@ def run_tiny(workdir: Path, *args: str, timeout: int = 1500):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """One complete run of the tiny workflow from nothing, shared by the end-to-end tests."""
-    import time
-
     workdir = copy_repo(tmp_path_factory.mktemp("tiny") / "repo")
     start = time.perf_counter()
     result = run_tiny(workdir)
     assert result.returncode == 0, result.stderr[-6000:]
     return workdir, time.perf_counter() - start
+
+
+def stored_arrays(path: Path, volatile: set[str] = frozenset()) -> dict[str, np.ndarray]:
+    """Every array of an .npz; or every dataset and attribute (root included) of an HDF5 file, except
+    the attributes named in ``volatile`` (timings that legitimately differ between two runs)."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as h5:
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+            for key, value in obj.attrs.items():
+                if key not in volatile:
+                    out[f"{name}@{key}"] = np.asarray(value)
+
+        visit("/", h5)
+        h5.visititems(visit)
+    return out

@@ -14,11 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
+from conftest import REPO, copy_repo, stored_arrays
 
-REPO = Path(__file__).resolve().parent.parent
 TOY = REPO / "tests" / "slurm_toy" / "Snakefile"
 PROFILE = REPO / "profiles" / "slurm"
 # Accounting is off on the test cluster, so status must come from squeue (sacct would hang the run).
@@ -70,28 +69,8 @@ def _snakemake(workdir: Path, *args: str, snakefile: Path | None = None) -> subp
     return result
 
 
-def _arrays(path: Path) -> dict[str, np.ndarray]:
-    """All arrays (and non-volatile attributes) of an .npz or HDF5 file, keyed by name."""
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    out: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r") as h5:
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                out[name] = obj[()]
-            for key, value in obj.attrs.items():
-                if key not in VOLATILE_ATTRS:
-                    out[f"{name}@{key}"] = np.asarray(value)
-
-        visit("/", h5)
-        h5.visititems(visit)
-    return out
-
-
 def _assert_same(local: Path, remote: Path) -> None:
-    a, b = _arrays(local), _arrays(remote)
+    a, b = stored_arrays(local, VOLATILE_ATTRS), stored_arrays(remote, VOLATILE_ATTRS)
     assert sorted(a) == sorted(b), f"{local.name}: different contents {sorted(a)} vs {sorted(b)}"
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=f"{local.name}:{key}")
@@ -119,14 +98,6 @@ def test_failed_job_is_retried_and_run_completes(tmp_path):
     assert "Error in rule make" in log, log[-3000:]
     # The failed attempt plus its retry: four submissions for three jobs.
     assert log.count("has been submitted with SLURM jobid") == 4
-
-
-def _copy_repo(dest: Path) -> Path:
-    ignore = shutil.ignore_patterns(
-        ".git", ".snakemake", "results", "logs", "benchmarks", "__pycache__", "*.egg-info", ".pytest_cache"
-    )
-    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
-    return dest
 
 
 # The tiny CI workflow (.test/config.yaml) on the test cluster: one thread per generation job in both runs
@@ -158,8 +129,8 @@ def _json_without_timings(path: Path) -> dict:
 
 def test_tiny_workflow_end_to_end_on_slurm_equals_local_run(tmp_path):
     """Every stage of the tiny workflow through `--profile profiles/slurm`, compared with a local run."""
-    local = _copy_repo(tmp_path / "local")
-    remote = _copy_repo(tmp_path / "slurm")
+    local = copy_repo(tmp_path / "local")
+    remote = copy_repo(tmp_path / "slurm")
     _snakemake(local, "--cores", "2", *TINY_ARGS)
     result = _snakemake(remote, *SLURM_ARGS, *TINY_ARGS, *SMALL_NODE)
     log = result.stdout + result.stderr

@@ -1,14 +1,13 @@
 """End to end: the whole Snakemake workflow on the tiny config in .test/ (2 prompts x 4 frames, 64x64).
 
 The repository is copied to a temporary directory (results/ excluded) so the run starts from nothing,
-as from a clean clone. One module-scoped run feeds all tests here.
+as from a clean clone. One run (the session fixture `tiny_run`) feeds all tests here.
 """
 
 import json
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -23,10 +22,6 @@ VARIANTS = ("t2v_zero", "latentman")
 RULES = ("motion", "render", "correspondence", "generate", "evaluate", "aggregate", "plots")
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_tiny(workdir, *args)
-
-
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     """Job counts per rule from a dry run's job table (`rule  count` lines)."""
     counts = {}
@@ -37,13 +32,8 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     return counts
 
 
-@pytest.fixture(scope="module")
-def run(tiny_run):
-    return tiny_run
-
-
-def test_every_stage_writes_its_files(run):
-    workdir, _ = run
+def test_every_stage_writes_its_files(tiny_run):
+    workdir, _ = tiny_run
     results = workdir / "results"
     for prompt in PROMPTS:
         for ext in ("npz", "gif", "mp4"):
@@ -69,8 +59,8 @@ def test_every_stage_writes_its_files(run):
     assert not list(results.rglob(".tmp-*"))
 
 
-def test_outputs_have_the_contracted_shapes(run):
-    workdir, _ = run
+def test_outputs_have_the_contracted_shapes(tiny_run):
+    workdir, _ = tiny_run
     results = workdir / "results"
     with np.load(results / "motion" / "walker.npz") as motion:
         assert motion["joints"].ndim == 3 and motion["joints"].shape[1:] == (22, 3)
@@ -97,20 +87,20 @@ def test_outputs_have_the_contracted_shapes(run):
     assert len(table) == 2
 
 
-def test_a_rerun_does_nothing(run):
-    workdir, _ = run
+def test_a_rerun_does_nothing(tiny_run):
+    workdir, _ = tiny_run
     start = time.perf_counter()
-    result = snakemake(workdir, "-n")
+    result = run_tiny(workdir, "-n")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr
     print(f"no-op dry run: {time.perf_counter() - start:.1f} s")
 
 
-def test_changing_a_generation_setting_reruns_only_that_variant(run):
-    workdir, _ = run
+def test_changing_a_generation_setting_reruns_only_that_variant(tiny_run):
+    workdir, _ = tiny_run
     override = workdir / "override.yaml"
     override.write_text("variants:\n  latentman:\n    pwg: {delta: 0.02}\n")
-    result = snakemake(workdir, "-n", "--configfile", ".test/config.yaml", str(override))
+    result = run_tiny(workdir, "-n", "--configfile", ".test/config.yaml", str(override))
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
     # one generate + one evaluate per prompt of the changed variant, then the table and plots
@@ -119,18 +109,18 @@ def test_changing_a_generation_setting_reruns_only_that_variant(run):
     assert not {"motion", "render", "correspondence", "embedded_models"} & set(jobs), jobs
 
 
-def test_report_builds(run):
-    workdir, _ = run
-    result = snakemake(workdir, "--report", "report.html")
+def test_report_builds(tiny_run):
+    workdir, _ = tiny_run
+    result = run_tiny(workdir, "--report", "report.html")
     assert result.returncode == 0, result.stderr[-3000:]
     html = (workdir / "report.html").read_text(errors="replace")
     assert len(html) > 10_000
     assert "H_MSE" in html or "h_mse" in html
 
 
-def test_paper_sweep_builds_its_table(run):
+def test_paper_sweep_builds_its_table(tiny_run):
     """The paper's Table 1/2 sweep (both backbones, ±SLA, ±PWG) end to end on the tiny config."""
-    workdir, _ = run
+    workdir, _ = tiny_run
     result = run_tiny(workdir, "sweep", "--config", "sweep=paper")
     assert result.returncode == 0, result.stderr[-4000:]
     table = pd.read_csv(workdir / "results" / "tables" / "paper.csv")
@@ -147,9 +137,9 @@ def test_paper_sweep_builds_its_table(run):
         assert (workdir / "results" / "plots" / "paper" / f"{name}.png").exists()
 
 
-def test_every_generation_switch_runs_through_the_workflow(run):
+def test_every_generation_switch_runs_through_the_workflow(tiny_run):
     """Motion dynamics, first+previous attention, reference 'first', masked MasaCtrl, chunked PWG."""
-    workdir, _ = run
+    workdir, _ = tiny_run
     result = run_tiny(workdir, "sweep", "--config", "sweep=switches")
     assert result.returncode == 0, result.stderr[-4000:]
     table = pd.read_csv(workdir / "results" / "tables" / "switches.csv")

@@ -37,13 +37,18 @@ def resample_times(frames: int, fps_in: float, fps_out: float) -> np.ndarray:
     return np.arange(count) / fps_out
 
 
+def _time_grids(frames: int, fps_in: float, fps_out: float) -> tuple[np.ndarray, np.ndarray]:
+    """Input sample times and output times, the latter clipped to the last input sample."""
+    t_in = np.arange(frames) / fps_in
+    return t_in, np.minimum(resample_times(frames, fps_in, fps_out), t_in[-1])
+
+
 def resample_positions(values: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
     """Linear resampling of ``(T, ...)`` values along time; the duration is preserved."""
     values = np.asarray(values, dtype=np.float64)
     if np.isclose(fps_in, fps_out):
         return values.copy()
-    t_in = np.arange(len(values)) / fps_in
-    t_out = np.minimum(resample_times(len(values), fps_in, fps_out), t_in[-1])
+    t_in, t_out = _time_grids(len(values), fps_in, fps_out)
     flat = values.reshape(len(values), -1)
     out = np.stack([np.interp(t_out, t_in, flat[:, c]) for c in range(flat.shape[1])], axis=1)
     return out.reshape(len(t_out), *values.shape[1:])
@@ -54,8 +59,7 @@ def resample_rotations(poses: np.ndarray, fps_in: float, fps_out: float) -> np.n
     poses = np.asarray(poses, dtype=np.float64)
     if np.isclose(fps_in, fps_out):
         return poses.copy()
-    t_in = np.arange(len(poses)) / fps_in
-    t_out = np.minimum(resample_times(len(poses), fps_in, fps_out), t_in[-1])
+    t_in, t_out = _time_grids(len(poses), fps_in, fps_out)
     out = np.empty((len(t_out), poses.shape[1], 3))
     for j in range(poses.shape[1]):
         out[:, j] = Slerp(t_in, Rotation.from_rotvec(poses[:, j]))(t_out).as_rotvec()

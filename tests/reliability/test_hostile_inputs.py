@@ -168,22 +168,29 @@ def test_truncated_motion_file_names_the_rule(tmp_path):
         read_motion(path)
 
 
-def test_motion_with_nan_names_the_array_and_index(tmp_path):
-    path = good_motion(tmp_path)
+def rewrite_joints(path: Path, change) -> None:
+    """Rewrite the motion file with ``change(joints)`` in place of its joints (other arrays kept)."""
     with np.load(path) as data:
         arrays = dict(data)
-    arrays["joints"][2, 5, 1] = np.nan
+    arrays["joints"] = change(arrays["joints"])
     np.savez(path, **arrays)
+
+
+def test_motion_with_nan_names_the_array_and_index(tmp_path):
+    path = good_motion(tmp_path)
+
+    def poison(joints):
+        joints[2, 5, 1] = np.nan
+        return joints
+
+    rewrite_joints(path, poison)
     with pytest.raises(IntermediateFileError, match=r"'joints' contains NaN.*\(2, 5, 1\)"):
         read_motion(path)
 
 
 def test_motion_with_wrong_shape(tmp_path):
     path = good_motion(tmp_path)
-    with np.load(path) as data:
-        arrays = dict(data)
-    arrays["joints"] = arrays["joints"][:, :10]
-    np.savez(path, **arrays)
+    rewrite_joints(path, lambda joints: joints[:, :10])
     with pytest.raises(
         IntermediateFileError, match=r"'joints' has shape \(\d+, 10, 3\), expected \(\*, 22, 3\)"
     ):

@@ -10,10 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
-from conftest import copy_repo, run_tiny, tiny_snakemake_command
+from conftest import copy_repo, run_tiny, stored_arrays, tiny_snakemake_command
 
 pytestmark = pytest.mark.slow
 
@@ -22,25 +21,12 @@ VOLATILE = {"wall_time_s", "peak_memory_mb", "versions", "elapsed_s", "render_se
 
 
 def arrays_of(results: Path) -> dict[str, bytes]:
-    """{file/dataset: bytes} of every dataset in results/**/*.h5 and every array in *.npz."""
+    """{file:dataset-or-attribute: bytes} of every HDF5 and npz output under results/."""
     out = {}
-    for path in sorted(results.rglob("*.h5")):
-        rel = str(path.relative_to(results))
-        with h5py.File(path, "r") as h5:
-
-            def visit(name, obj, rel=rel):
-                if isinstance(obj, h5py.Dataset):
-                    out[f"{rel}:{name}"] = np.ascontiguousarray(obj[()]).tobytes()
-                for key, value in obj.attrs.items():
-                    if key not in VOLATILE:
-                        out[f"{rel}:{name}@{key}"] = np.asarray(value).tobytes()
-
-            h5.visititems(visit)
-    for path in sorted(results.rglob("*.npz")):
-        rel = str(path.relative_to(results))
-        with np.load(path) as data:
-            for key in data.files:
-                out[f"{rel}:{key}"] = np.ascontiguousarray(data[key]).tobytes()
+    for path in sorted([*results.rglob("*.h5"), *results.rglob("*.npz")]):
+        rel = path.relative_to(results)
+        for key, value in stored_arrays(path, VOLATILE).items():
+            out[f"{rel}:{key}"] = np.ascontiguousarray(value).tobytes()
     return out
 
 
