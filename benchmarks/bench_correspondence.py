@@ -20,7 +20,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from latentman.correspondence.match import downsample, part_features
-from latentman.correspondence.solver import assign_many, dense_cost
+from latentman.correspondence.solver import assign, assign_many, dense_cost
+from latentman.correspondence.sparse_lap import compile_kernels
 
 
 def synthetic_iuv(frames: int, res: int = 512, seed: int = 0) -> np.ndarray:
@@ -66,43 +67,57 @@ def main():
         source = "synthetic 512² blobs"
     print(f"input: {source}; machine: {platform.processor() or platform.machine()}, cores: {os.cpu_count()}")
     print(f"pairs: {args.pairs}; date: {time.strftime('%Y-%m-%d')}")
+    # One-off cost: numba compiles the sparse solver's kernels on first use (cached on disk after).
+    t = time.perf_counter()
+    compile_kernels()
+    seconds = time.perf_counter() - t
+    print(f"solver kernels compiled or loaded from numba's cache in {seconds:.1f} s (not timed below)")
     res = iuv.shape[1]
     for grid in (res // 8, res // 2):
         small = downsample(iuv, grid)
-        t_ours = t_threads = t_scipy = c_ours = c_scipy = 0.0
-        sizes, solvers = [], {}
+        t_threads = 0.0
+        per_part = []  # (smaller side, ours s, scipy s, ours cost, scipy cost, solver)
         for i in range(1, len(small)):
             pair = problems(small[i - 1], small[i])
-            sizes += [(len(fa), len(fb)) for fa, fb in pair]
-            t = time.perf_counter()
-            results = assign_many(pair, workers=1)
-            t_ours += time.perf_counter() - t
+            results = []
+            for fa, fb in pair:  # = assign_many(pair, workers=1), timed per part for the breakdown
+                t = time.perf_counter()
+                results.append(assign(fa, fb))
+                per_part.append([min(len(fa), len(fb)), time.perf_counter() - t])
             t = time.perf_counter()
             threaded = assign_many(pair, workers=2)
             t_threads += time.perf_counter() - t
-            t = time.perf_counter()
-            scipy_costs = []
-            for fa, fb in pair:  # scipy needs the dense matrix: its build is part of its time
+            for k, (fa, fb) in enumerate(pair):  # scipy needs the dense matrix: its build is timed too
+                t = time.perf_counter()
                 c = dense_cost(fa, fb)
                 a, b = linear_sum_assignment(c)
-                scipy_costs.append(float(c[a, b].sum()))
-            t_scipy += time.perf_counter() - t
-            c_ours += sum(r.cost for r in results)
-            c_scipy += sum(scipy_costs)
+                row = per_part[len(per_part) - len(pair) + k]
+                row += [time.perf_counter() - t, results[k].cost, float(c[a, b].sum()), results[k].solver]
             assert all(r.cost == s.cost for r, s in zip(results, threaded))
-            for r in results:
-                solvers[r.solver] = solvers.get(r.solver, 0) + 1
         n = len(small) - 1
-        sz = np.array(sizes).max(1)
+        size = np.array([p[0] for p in per_part])
+        ours, scipy_t = np.array([p[1] for p in per_part]), np.array([p[2] for p in per_part])
+        c_ours, c_scipy = sum(p[3] for p in per_part), sum(p[4] for p in per_part)
+        solvers = {s: sum(p[5] == s for p in per_part) for s in sorted({p[5] for p in per_part})}
         rel = abs(c_ours - c_scipy) / max(1.0, c_scipy)
         print(
-            f"grid {grid}²: parts/pair {len(sizes) / n:.0f}, "
-            f"part size median {np.median(sz):.0f} max {sz.max()}; "
-            f"ours {t_ours / n:.3f} s/pair (2 threads {t_threads / n:.3f}), scipy {t_scipy / n:.3f} s/pair, "
-            f"speed-up {t_scipy / t_ours:.1f}x (2 threads {t_scipy / t_threads:.1f}x); "
+            f"grid {grid}²: parts/pair {len(per_part) / n:.0f}, "
+            f"part size (smaller side) median {np.median(size):.0f} max {size.max()}; "
+            f"ours {ours.sum() / n:.4f} s/pair (2 threads {t_threads / n:.4f}), "
+            f"scipy {scipy_t.sum() / n:.4f} s/pair, "
+            f"speed-up {scipy_t.sum() / ours.sum():.1f}x (2 threads {scipy_t.sum() / t_threads:.1f}x); "
             f"total cost ours {c_ours:.6f} scipy {c_scipy:.6f} (rel. diff {rel:.1e}, equal: {rel < 1e-6}); "
             f"solvers {solvers}"
         )
+        for low, high in ((0, 300), (300, 1000), (1000, 10**9)):
+            sel = (size >= low) & (size < high)
+            if sel.any():
+                print(
+                    f"    parts with {low}–{high if high < 10**9 else '∞'} px: {sel.sum()} parts, "
+                    f"ours {ours[sel].sum():.4f} s, scipy {scipy_t[sel].sum():.4f} s "
+                    f"({scipy_t[sel].sum() / ours[sel].sum():.1f}x); share of scipy's time "
+                    f"{scipy_t[sel].sum() / scipy_t.sum():.0%}"
+                )
 
 
 if __name__ == "__main__":

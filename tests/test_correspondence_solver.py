@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+from latentman.correspondence import sparse_lap
 from latentman.correspondence.solver import assign, assign_many, candidate_edges, dense_cost, solve_dense
 
 
@@ -110,7 +111,7 @@ def test_graph_without_full_matching_falls_back_to_dense():
     rng = np.random.default_rng(2)
     fa = np.vstack([rng.normal(0, 0.1, (300, 3)), rng.normal(50, 0.1, (10, 3))])
     fb = np.vstack([rng.normal(0, 0.1, (10, 3)), rng.normal(50, 0.1, (300, 3))])
-    keys, kth = candidate_edges(fa, fb, 3)
+    _, _, kth = candidate_edges(fa, fb, 3)
     assert len(kth) == len(fa) and (kth > 0).all()
     result = assign(fa, fb, dense_below=8)
     _, best = scipy_optimum(fa, fb)
@@ -156,3 +157,112 @@ def test_assign_many_matches_assign_in_order():
             np.testing.assert_array_equal(a.rows, b.rows)
             np.testing.assert_array_equal(a.cols, b.cols)
             assert a.cost == b.cost
+
+
+# --- the compiled kernels (sparse_lap) on their own -------------------------------------------
+
+
+def complete_graph(fa, fb):
+    rows = np.repeat(np.arange(len(fa)), len(fb)).astype(np.int64)
+    cols = np.tile(np.arange(len(fb)), len(fa)).astype(np.int64)
+    return sparse_lap.build_graph(len(fa), rows, cols, fa, fb)
+
+
+def reduced_costs(fa, fb, row_to_col, v):
+    c = dense_cost(fa, fb)
+    u = c[np.arange(len(fa)), row_to_col] - v[row_to_col]
+    return c - u[:, None] - v[None, :]
+
+
+@pytest.mark.parametrize("na,nb", [(1, 1), (5, 5), (30, 41), (60, 60), (120, 200)])
+def test_shortest_augmenting_path_is_optimal_with_valid_duals(na, nb):
+    rng = np.random.default_rng(na * 31 + nb)
+    fa, fb = rng.uniform(0, 50, (na, 3)), rng.uniform(0, 50, (nb, 3))
+    indptr, indices, weights = complete_graph(fa, fb)
+    row_to_col, v, ok = sparse_lap.shortest_augmenting_path(
+        indptr, indices, weights, np.zeros(nb), np.full(na, -1, np.int64)
+    )
+    assert ok and len(np.unique(row_to_col)) == na
+    c, best = scipy_optimum(fa, fb)
+    assert c[np.arange(na), row_to_col].sum() == pytest.approx(best, rel=1e-12)
+    # the LP duals prove it: reduced costs ≥ 0, v ≤ 0 and exactly 0 on unmatched columns
+    assert reduced_costs(fa, fb, row_to_col, v).min() >= -1e-9
+    unmatched = np.setdiff1d(np.arange(nb), row_to_col)
+    assert (v <= 0).all() and (v[unmatched] == 0).all()
+
+
+def test_warm_start_then_release_of_stale_columns_restores_a_proof():
+    # Warm start with arbitrary (non-optimal) column duals: columns left unmatched keep a dual < 0,
+    # which the reverse searches must bring back to 0 while keeping the matching optimal.
+    rng = np.random.default_rng(8)
+    fa, fb = rng.uniform(0, 30, (40, 3)), rng.uniform(0, 30, (55, 3))
+    indptr, indices, weights = complete_graph(fa, fb)
+    v_init = -rng.uniform(0, 20, 55)
+    row_to_col, v, ok = sparse_lap.shortest_augmenting_path(
+        indptr, indices, weights, v_init, np.full(40, -1, np.int64)
+    )
+    assert ok
+    unmatched = np.setdiff1d(np.arange(55), row_to_col)
+    assert (v[unmatched] < 0).any()  # the situation being tested
+    edge_rows = np.repeat(np.arange(40), np.diff(indptr))
+    col_ptr, col_rows, col_weights = sparse_lap.build_graph(55, indices, edge_rows, fb, fa)
+    row_to_col, v = sparse_lap.release_stale_columns(
+        col_ptr, col_rows, col_weights, row_to_col.copy(), v.copy()
+    )
+    unmatched = np.setdiff1d(np.arange(55), row_to_col)
+    assert len(np.unique(row_to_col)) == 40
+    assert (v[unmatched] == 0).all() and (v <= 1e-12).all()
+    assert reduced_costs(fa, fb, row_to_col, v).min() >= -1e-9
+    c, best = scipy_optimum(fa, fb)
+    assert c[np.arange(40), row_to_col].sum() == pytest.approx(best, rel=1e-12)
+
+
+def test_build_graph_sorts_deduplicates_and_weighs_edges():
+    fa = np.array([[0.0, 0, 0], [1.0, 0, 0]])
+    fb = np.array([[0.0, 3, 4], [1.0, 0, 0], [5.0, 0, 0]])
+    rows = np.array([1, 0, 1, 0, 1, 1], np.int64)
+    cols = np.array([2, 1, 0, 1, 2, 1], np.int64)
+    indptr, indices, weights = sparse_lap.build_graph(2, rows, cols, fa, fb)
+    np.testing.assert_array_equal(indptr, [0, 1, 4])
+    np.testing.assert_array_equal(indices, [1, 0, 1, 2])
+    np.testing.assert_allclose(weights, [1.0, np.sqrt(1 + 25), 0.0, 4.0])
+
+
+def test_solve_certified_reports_why_it_gives_up():
+    fa = np.array([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0]])
+    fb = np.array([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0], [3.0, 0, 0]])
+    rows, cols = np.array([0, 1, 2], np.int64), np.array([0, 0, 2], np.int64)
+    _, status, _ = sparse_lap.solve_certified(fa, fb, rows, cols, np.zeros(3), 1.0, 4, 3, 1e-9)
+    assert status == 1  # no full matching on the graph
+    fa2, fb2 = np.array([[0.0, 0, 0], [10.0, 0, 0]]), np.array([[10.0, 0, 0], [0.0, 0, 0]])
+    ident = np.array([0, 1], np.int64)
+    _, status, _ = sparse_lap.solve_certified(fa2, fb2, ident, ident, np.zeros(2), 1.0, 4, 0, 1e-9)
+    assert status == 2  # the optimum is off the graph and no repair round was allowed
+    row_to_col, status, rounds = sparse_lap.solve_certified(
+        fa2, fb2, ident, ident, np.zeros(2), 1.0, 4, 3, 1e-9
+    )
+    assert status == 0 and rounds == 1 and list(row_to_col) == [1, 0]
+
+
+def shape_change(rng, n, shift):
+    """A part whose visible shape changed: columns are the rows moved and partly replaced elsewhere,
+    so the optimum moves mass far from the nearest neighbours (many repair rounds)."""
+    grid = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), -1).reshape(-1, 2) * 4.0
+    fa = np.column_stack([grid - grid.mean(0), np.abs(grid - grid.mean(0)).sum(1) / 4])
+    keep = grid[:, 0] < grid[:, 0].max() * 0.8
+    extra = fa[~keep][: (~keep).sum() // 2] + [shift, 0.0, 0.0]
+    fb = np.vstack([fa[keep], extra]) + rng.normal(0, 0.7, (keep.sum() + len(extra), 3))
+    return fa, fb
+
+
+@pytest.mark.parametrize("n,shift", [(24, 40.0), (30, -90.0)])
+def test_far_optimum_is_still_certified_and_equals_scipy(n, shift):
+    rng = np.random.default_rng(n)
+    fa, fb = shape_change(rng, n, shift)
+    result = assign(fa, fb)
+    _, best = scipy_optimum(fa, fb)
+    check_valid(result, fa, fb)
+    assert result.solver == "sparse-certified"
+    assert abs(result.cost - best) <= 1e-9 * best
+    again = assign(fa, fb)  # deterministic: the same pairs, not just the same cost
+    np.testing.assert_array_equal(again.cols, result.cols)

@@ -8,7 +8,12 @@ def main(smk):
     method = smk.params.method
     render = read_render_inputs(smk.input.render, method)
     result = compute_correspondences(
-        render, smk.wildcards.reference, method, float(smk.params.radius), source=smk.input.render
+        render,
+        smk.wildcards.reference,
+        method,
+        float(smk.params.radius),
+        source=smk.input.render,
+        workers=smk.threads,
     )
     write_correspondence(smk.output.correspondence, result, smk.wildcards.reference, method)
 

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 from scipy.spatial import cKDTree
 
-from latentman.correspondence.solver import assign
+from latentman.correspondence.solver import assign_many
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +54,21 @@ def part_features(iuv: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray]:
     return flat, feats
 
 
-def match_hungarian(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, float, str]:
+def match_hungarian(ref: np.ndarray, cur: np.ndarray, workers: int = 1) -> tuple[np.ndarray, float, str]:
     """Per-part optimal assignment between reference map ``ref`` and current map ``cur`` ``(g, g, 3)``.
 
-    Returns ``source`` ``(g, g)`` int32, total cost, and the solvers used (comma list).
+    Returns ``source`` ``(g, g)`` int32, total cost, and the solvers used (comma list). ``workers``
+    threads solve the parts in parallel (same result as one).
     """
     g = cur.shape[0]
     source = np.full(g * g, -1, np.int32)
     total = 0.0
     solvers = set()
     parts = np.intersect1d(np.unique(ref[..., 0]), np.unique(cur[..., 0]))
-    for part in parts[parts > 0]:
-        flat_r, f_r = part_features(ref, int(part))
-        flat_c, f_c = part_features(cur, int(part))
-        result = assign(f_r, f_c)
+    parts = parts[parts > 0]
+    pixels = [(part_features(ref, int(p)), part_features(cur, int(p))) for p in parts]
+    results = assign_many([(f_r, f_c) for (_, f_r), (_, f_c) in pixels], workers=workers)
+    for ((flat_r, _), (flat_c, _)), result in zip(pixels, results):
         source[flat_c[result.cols]] = flat_r[result.rows]
         total += result.cost
         solvers.add(result.solver)
@@ -101,6 +102,7 @@ def correspond(
     method: str = "hungarian",
     points: np.ndarray | None = None,
     radius: float = 0.02,
+    workers: int = 1,
 ) -> dict[str, np.ndarray]:
     """Correspondences of every frame to its reference at one grid.
 
@@ -126,7 +128,7 @@ def correspond(
         if method == "surface":
             src, c, solver = match_surface(points[r], points[i], radius)
         else:
-            src, c, solver = match_hungarian(ref_map, iuv[i])
+            src, c, solver = match_hungarian(ref_map, iuv[i], workers)
         source[i], cost[i] = src, c
         solvers.update(s for s in solver.split(",") if s)
         if reference == "prev_new":

@@ -49,8 +49,10 @@ def compute_correspondences(
     method: str = "hungarian",
     radius: float = 0.02,
     source="render",
+    workers: int = 1,
 ) -> dict[str, dict]:
-    """Correspondences at the latent and guidance grids: ``{grid_name: correspond(...) result}``."""
+    """Correspondences at the latent and guidance grids: ``{grid_name: correspond(...) result}``;
+    ``workers`` threads share the body parts of each frame pair."""
     res = render["iuv"].shape[1]
     out = {}
     for name, g in grids(res).items():
@@ -61,7 +63,7 @@ def compute_correspondences(
             bary = downsample(render["barycentric"], g, source)
             points = surface_points(fid, bary, render["vertices"], render["faces"])
         log.info("grid %s (%d²), reference %s, method %s", name, g, reference, method)
-        out[name] = correspond(iuv, reference, method, points, radius)
+        out[name] = correspond(iuv, reference, method, points, radius, workers)
         out[name]["grid"] = g
     return out
 
