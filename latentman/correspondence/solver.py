@@ -27,7 +27,7 @@ Every result is exact; ``Assignment.solver`` says how it was obtained:
        goes to the dense solver.
 
 ``tol`` is relative to the cost scale (``1e-10 × (1 + max |feature|)``); a certified matching is
-within ``(n_a + n_b) · tol`` of the optimum (≈ 1e-8 relative on these problems), far below the
+within ``2 (n_a + n_b) · tol`` of the optimum (≈ 1e-8 relative on these problems), far below the
 1e-6 the tests demand. Rectangular problems are solved with rows = the smaller side.
 """
 
@@ -43,10 +43,14 @@ from scipy.spatial.distance import cdist
 
 from latentman.correspondence import sparse_lap
 
+# Candidate graph: each row's _K nearest columns and each column's _K_COLUMNS nearest rows
+# (measured on synthetic and rendered parts: 10/3 is ~10 % faster than 6/6).
+_K = 10
+_K_COLUMNS = 3
 # Default repair rounds before the dense solver.
 _ROUNDS = 12
 # Partners per violating row/column added in a repair round.
-_REPAIR_K = 16
+_REPAIR_K = 4
 # Below this many rows (smaller side) the dense solver beats building a graph and certificate.
 _DENSE_BELOW = 300
 
@@ -90,8 +94,10 @@ def solve_dense(fa: np.ndarray, fb: np.ndarray) -> Assignment:
     return Assignment(rows, cols, exact_cost(fa, fb, rows, cols), "dense")
 
 
-def candidate_edges(fa: np.ndarray, fb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's ``k`` nearest columns and each column's ``k`` nearest rows (``n_a ≤ n_b``), plus
+def candidate_edges(
+    fa: np.ndarray, fb: np.ndarray, k: int, k_columns: int = _K_COLUMNS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's ``k`` nearest columns and each column's ``k_columns`` nearest rows (``n_a ≤ n_b``), plus
     one full matching so that the graph always has one (kNN graphs can violate Hall's condition).
 
     Returns the pairs ``(rows, cols)`` (duplicates allowed) and, per row, the distance to its k-th
@@ -99,7 +105,7 @@ def candidate_edges(fa: np.ndarray, fb: np.ndarray, k: int) -> tuple[np.ndarray,
     shortcut).
     """
     n_a, n_b = len(fa), len(fb)
-    ka, kb = min(k, n_b), min(k, n_a)
+    ka, kb = min(k, n_b), min(k_columns, n_a)
     dist_ab, near_b = cKDTree(fb).query(fa, k=ka)
     _, near_a = cKDTree(fa).query(fb, k=kb)
     kth = np.asarray(dist_ab, np.float64).reshape(n_a, ka)[:, -1]
@@ -147,7 +153,7 @@ def _solve_sparse(fa, fb, k, edges, rounds) -> Assignment | None:
 def assign(
     fa: np.ndarray,
     fb: np.ndarray,
-    k: int = 6,
+    k: int = _K,
     dense_below: int = _DENSE_BELOW,
     edges: tuple[np.ndarray, np.ndarray] | None = None,
     rounds: int = _ROUNDS,

@@ -587,6 +587,8 @@ def solve_certified(fa, fb, rows, cols, kth, cell_size, repair_k, max_rounds, to
     n_pairs = len(rows)
     v = np.zeros(n_b)
     row_to_col = np.full(n_a, -1, np.int64)
+    proven_u = np.full(n_a, -np.inf)  # u of each row when its certificate last held
+    proven_v = np.zeros(n_b)
     for round_index in range(max_rounds + 1):
         indptr, indices, weights = build_graph(n_a, pair_r[:n_pairs], pair_c[:n_pairs], fa, fb)
         row_to_col, v, ok = shortest_augmenting_path(indptr, indices, weights, v, row_to_col)
@@ -623,10 +625,17 @@ def solve_certified(fa, fb, rows, cols, kth, cell_size, repair_k, max_rounds, to
         for e in range(len(indices)):
             if weights[e] - u[edge_rows[e]] - v[indices[e]] < -tol:
                 return row_to_col, 3, round_index
+        # A row proven in an earlier round stays proven while its u has not grown (beyond round-off,
+        # which at most doubles the tolerance of its proof) and no column's v has grown (c − v only
+        # rises then): only the other rows are searched again.
+        for b in range(n_b):
+            if v[b] > proven_v[b]:
+                proven_u[:] = -np.inf
+                break
         n_open = 0
         open_rows = np.empty(n_a, np.int64)
         for a in range(n_a):
-            if u[a] > kth[a] + tol:
+            if u[a] > kth[a] + tol and u[a] > proven_u[a] + tol:
                 open_rows[n_open] = a
                 n_open += 1
         bad_r, bad_c, n_violating = _violations(
@@ -634,6 +643,11 @@ def solve_certified(fa, fb, rows, cols, kth, cell_size, repair_k, max_rounds, to
         )
         if n_violating == 0:
             return row_to_col, 0, round_index
+        for i in range(n_open):
+            proven_u[open_rows[i]] = u[open_rows[i]]
+        for a in bad_r:
+            proven_u[a] = -np.inf
+        proven_v[:] = v
         if round_index == max_rounds:
             break
         # the violated columns' least reduced-cost rows too (c − u against v)
