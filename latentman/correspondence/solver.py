@@ -68,7 +68,7 @@ class Assignment:
 def dense_cost(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
     """Euclidean distances ``(n_a, n_b)`` float64 between rows of ``fa`` and ``fb`` (direct
     differences, so exact ties stay exact ties)."""
-    return cdist(np.asarray(fa, np.float64), np.asarray(fb, np.float64))
+    return cdist(fa, fb)
 
 
 def exact_cost(fa: np.ndarray, fb: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> float:
@@ -89,9 +89,14 @@ def solve_dense(fa: np.ndarray, fb: np.ndarray) -> Assignment:
     n_a, n_b = len(fa), len(fb)
     if n_a == 0 or n_b == 0:
         return _empty("dense")
-    rows, cols = linear_sum_assignment(dense_cost(fa, fb))
-    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
-    return Assignment(rows, cols, exact_cost(fa, fb, rows, cols), "dense")
+    cost = dense_cost(fa, fb)
+    rows, cols = linear_sum_assignment(cost)
+    return Assignment(
+        rows.astype(np.int64, copy=False),
+        cols.astype(np.int64, copy=False),
+        float(cost[rows, cols].sum()),
+        "dense",
+    )
 
 
 def candidate_edges(
@@ -166,12 +171,12 @@ def assign(
     dense solver. ``edges`` (rows, cols) replaces the kNN candidate graph (tests use it to force a
     graph that misses the optimum); ``rounds`` bounds the certificate-repair rounds.
     """
-    fa = np.ascontiguousarray(fa, np.float64)
-    fb = np.ascontiguousarray(fb, np.float64)
     if min(len(fa), len(fb)) == 0:
         return _empty("dense")
     if min(len(fa), len(fb)) <= dense_below and edges is None:
         return solve_dense(fa, fb)
+    fa = np.ascontiguousarray(fa, np.float64)
+    fb = np.ascontiguousarray(fb, np.float64)
     flip = len(fa) > len(fb)
     if flip:
         fa, fb = fb, fa
@@ -191,9 +196,11 @@ def assign_many(problems, workers: int = 1, **kwargs) -> list[Assignment]:
     first over ``workers`` threads; results in input order. The compiled kernels and the KD-tree
     queries release the GIL, so threads run parts in parallel; ``workers=1`` runs inline."""
     problems = list(problems)
-    if workers <= 1 or len(problems) < 2:
+    sizes = [min(len(fa), len(fb)) for fa, fb in problems]
+    # Threads only pay off when some part takes the sparse path (a pool costs ~1 ms to start).
+    if workers <= 1 or len(problems) < 2 or max(sizes, default=0) <= kwargs.get("dense_below", _DENSE_BELOW):
         return [assign(fa, fb, **kwargs) for fa, fb in problems]
-    order = sorted(range(len(problems)), key=lambda i: -min(len(problems[i][0]), len(problems[i][1])))
+    order = sorted(range(len(problems)), key=lambda i: -sizes[i])
     results: list[Assignment | None] = [None] * len(problems)
     with ThreadPoolExecutor(workers) as pool:
         futures = {i: pool.submit(assign, *problems[i], **kwargs) for i in order}
