@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 from latentman.correspondence import sparse_lap
@@ -111,17 +110,29 @@ def candidate_edges(
     """
     n_a, n_b = len(fa), len(fb)
     ka, kb = min(k, n_b), min(k_columns, n_a)
-    dist_ab, near_b = cKDTree(fb).query(fa, k=ka)
-    _, near_a = cKDTree(fa).query(fb, k=kb)
-    kth = np.asarray(dist_ab, np.float64).reshape(n_a, ka)[:, -1]
+    near_b, dist_ab = sparse_lap.nearest_neighbours(fa, fb, ka, _spacing_cell(fb))
+    near_a, _ = sparse_lap.nearest_neighbours(fb, fa, kb, _spacing_cell(fa))
+    kth = dist_ab[:, -1].copy()
     if ka == n_b:
         kth = np.full(n_a, np.inf)  # every column is in the graph
     # The full matching: rows and columns paired in order along the first feature axis.
     seed_r = np.argsort(fa[:, 0], kind="stable")
     seed_c = np.argsort(fb[:, 0], kind="stable")[(np.arange(n_a) * n_b) // n_a]
-    rows = np.concatenate([np.repeat(np.arange(n_a), ka), np.asarray(near_a).ravel(), seed_r])
-    cols = np.concatenate([np.asarray(near_b).ravel(), np.repeat(np.arange(n_b), kb), seed_c])
-    return rows.astype(np.int64), cols.astype(np.int64), kth
+    rows = np.concatenate([np.repeat(np.arange(n_a, dtype=np.int64), ka), near_a.ravel(), seed_r])
+    cols = np.concatenate([near_b.ravel(), np.repeat(np.arange(n_b, dtype=np.int64), kb), seed_c])
+    return rows, cols, kth
+
+
+def _spacing_cell(points: np.ndarray) -> float:
+    """Cell of the nearest-neighbour table: two point spacings, the features of a part lying on a
+    2-D sheet (its pixels) spanned by their two widest ranges; the table holds at most ~4n cells."""
+    ranges = np.sort(points.max(0) - points.min(0))
+    n = len(points)
+    spacing = np.sqrt(ranges[1] * ranges[2] / n) if ranges[1] > 0 else ranges[2] / n
+    cell = 2.0 * spacing if spacing > 0 else 1.0
+    while np.prod(ranges / cell + 1) > 4 * n + 1000:
+        cell *= 2.0
+    return float(cell)
 
 
 def _cell_size(fb: np.ndarray, kth: np.ndarray) -> float:

@@ -422,6 +422,81 @@ def _violations(query_points, thresholds, queries, points, potential, grid, cell
 
 
 @njit(cache=True, nogil=True)
+def nearest_neighbours(query_points, points, k, cell_size):
+    """Exact ``k`` nearest ``points`` of every query point (3-D): indices ``(n_q, k)`` and
+    distances, both sorted by distance. Points are bucketed in a dense table of cubic cells; a
+    query scans shells of cells around its own until the shell is farther than its k-th best."""
+    n = len(points)
+    low = np.empty(3)
+    dims = np.empty(3, np.int64)
+    for j in range(3):
+        low[j] = points[:, j].min()
+        dims[j] = int((points[:, j].max() - low[j]) / cell_size) + 1
+    cell_of = np.empty(n, np.int64)
+    counts = np.zeros(dims[0] * dims[1] * dims[2] + 1, np.int64)
+    for q in range(n):
+        i0 = int((points[q, 0] - low[0]) / cell_size)
+        i1 = int((points[q, 1] - low[1]) / cell_size)
+        i2 = int((points[q, 2] - low[2]) / cell_size)
+        cell_of[q] = (i0 * dims[1] + i1) * dims[2] + i2
+        counts[cell_of[q] + 1] += 1
+    for c in range(len(counts) - 1):
+        counts[c + 1] += counts[c]
+    fill = counts[:-1].copy()
+    members = np.empty(n, np.int64)
+    for q in range(n):
+        members[fill[cell_of[q]]] = q
+        fill[cell_of[q]] += 1
+    k = min(k, n)
+    near = np.empty((len(query_points), k), np.int64)
+    dist = np.empty((len(query_points), k))
+    best_val = np.empty(k)
+    best_q = np.empty(k, np.int64)
+    largest = max(dims[0], max(dims[1], dims[2]))
+    for p in range(len(query_points)):
+        x = query_points[p]
+        c0 = min(max(int(np.floor((x[0] - low[0]) / cell_size)), 0), dims[0] - 1)
+        c1 = min(max(int(np.floor((x[1] - low[1]) / cell_size)), 0), dims[1] - 1)
+        c2 = min(max(int(np.floor((x[2] - low[2]) / cell_size)), 0), dims[2] - 1)
+        count = 0
+        worst = np.inf
+        for r in range(largest + 1):
+            for i0 in range(max(c0 - r, 0), min(c0 + r, dims[0] - 1) + 1):
+                for i1 in range(max(c1 - r, 0), min(c1 + r, dims[1] - 1) + 1):
+                    on_shell = abs(i0 - c0) == r or abs(i1 - c1) == r
+                    for i2 in range(max(c2 - r, 0), min(c2 + r, dims[2] - 1) + 1):
+                        if not on_shell and abs(i2 - c2) != r:
+                            continue
+                        c = (i0 * dims[1] + i1) * dims[2] + i2
+                        for i in range(counts[c], counts[c + 1]):
+                            q = members[i]
+                            d0 = x[0] - points[q, 0]
+                            d1 = x[1] - points[q, 1]
+                            d2 = x[2] - points[q, 2]
+                            squared = d0 * d0 + d1 * d1 + d2 * d2
+                            if count == k and squared >= worst * worst:
+                                continue
+                            val = np.sqrt(squared)
+                            pos = count if count < k else k - 1
+                            while pos > 0 and best_val[pos - 1] > val:
+                                best_val[pos] = best_val[pos - 1]
+                                best_q[pos] = best_q[pos - 1]
+                                pos -= 1
+                            best_val[pos] = val
+                            best_q[pos] = q
+                            if count < k:
+                                count += 1
+                            if count == k:
+                                worst = best_val[k - 1]
+            # every point of the next shell is at least r cells away
+            if count == k and worst <= r * cell_size:
+                break
+        near[p] = best_q
+        dist[p] = best_val
+    return near, dist
+
+
+@njit(cache=True, nogil=True)
 def build_graph(n_rows, rows, cols, row_points, col_points):
     """CSR adjacency (``indptr``, ``indices``, Euclidean ``weights``) of the pairs
     ``(rows[i], cols[i])``, each row's columns sorted and without duplicates."""
@@ -674,3 +749,4 @@ def compile_kernels() -> None:
     cols = np.tile(np.arange(2), 6).astype(np.int64)
     cols[::2] = np.arange(6)
     solve_certified(fa, fb, rows, cols, np.zeros(6), 1.0, 2, 3, 1e-9)
+    nearest_neighbours(fa, fb, 3, 1.0)
