@@ -1,5 +1,5 @@
-"""The exact assignment solver (sparse + LP-duality certificate, dense JV fallback) against scipy's
-Hungarian optimum."""
+"""The exact assignment solver (compiled sparse path + LP-duality certificate, dense scipy fallback) against
+scipy's Hungarian optimum."""
 
 import numpy as np
 import pytest
