@@ -153,7 +153,7 @@ def _solve_sparse(fa, fb, k, edges, rounds) -> Assignment | None:
         return None  # the certificate's grid search is 3-D (the [U, V, E] features)
     scale = 1.0 + float(max(np.abs(fa).max(), np.abs(fb).max()))
     if edges is None:
-        rows, cols, kth = candidate_edges(fa, fb, k)
+        rows, cols, kth = candidate_edges(fa, fb, k, _K_COLUMNS)
     else:
         rows, cols = np.asarray(edges[0], np.int64), np.asarray(edges[1], np.int64)
         kth = np.zeros(n_a)  # nothing known about columns outside the given graph
