@@ -10,8 +10,8 @@ Every result is exact; ``Assignment.solver`` says how it was obtained:
     scipy's ``linear_sum_assignment`` on the full cost matrix (built with
     ``scipy.spatial.distance.cdist``): small parts and problems the sparse path gives up on.
 ``"sparse-certified"`` (kernels in ``sparse_lap.py``, compiled with numba)
-    1. Candidate graph: the ``k`` nearest columns of every row and the ``k`` nearest rows of every
-       column (``cKDTree``), plus one full matching so the graph always has one.
+    1. Candidate graph: the ``k`` nearest columns of every row and the ``k_columns`` nearest rows of
+       every column (exact, on a table of cells), plus one full matching so the graph always has one.
     2. Optimum on that graph by shortest augmenting paths (Dijkstra over reduced costs), which
        also gives the LP duals ``u`` (rows) and ``v ≤ 0`` (columns, 0 where unmatched).
     3. Certificate against the FULL dense cost (LP duality): the matching is optimal when every
@@ -23,8 +23,7 @@ Every result is exact; ``Assignment.solver`` says how it was obtained:
        and the next round starts from the previous matching and duals (rows whose duals are still
        feasible keep their column; only the others are searched again). The optimum under the
        right duals is almost always a row's reduced-cost nearest neighbour, so a few rounds do.
-       A small problem far from its kNN graph, or one not certified after ``rounds`` rounds,
-       goes to the dense solver.
+       A problem not certified after ``rounds`` rounds goes to the dense solver.
 
 ``tol`` is relative to the cost scale (``1e-10 × (1 + max |feature|)``); a certified matching is
 within ``2 (n_a + n_b) · tol`` of the optimum (≈ 1e-8 relative on these problems), far below the
@@ -204,8 +203,8 @@ def assign(
 
 def assign_many(problems, workers: int = 1, **kwargs) -> list[Assignment]:
     """``assign`` on each ``(fa, fb)`` of ``problems`` (e.g. all parts of a frame pair), largest
-    first over ``workers`` threads; results in input order. The compiled kernels and the KD-tree
-    queries release the GIL, so threads run parts in parallel; ``workers=1`` runs inline."""
+    first over ``workers`` threads; results in input order. The compiled kernels release the GIL, so
+    threads run parts in parallel; ``workers=1`` runs inline."""
     problems = list(problems)
     sizes = [min(len(fa), len(fb)) for fa, fb in problems]
     # Threads only pay off when some part takes the sparse path (a pool costs ~1 ms to start).

@@ -21,7 +21,7 @@ rounds); its pieces:
     grid; a cell is skipped when ``dist(p, cell box) − max π in cell`` already reaches ``t_p``.
 
 All kernels release the GIL (``nogil``), so parts can be solved on several threads. They are
-compiled on first use and cached on disk by numba (``cache=True``; ~15 s once per install).
+compiled on first use and cached on disk by numba (``cache=True``; ~15 s once per checkout).
 """
 
 from __future__ import annotations
@@ -196,10 +196,9 @@ def shortest_augmenting_path(indptr, indices, weights, v_init, row_to_col_init):
 
 
 @njit(cache=True, nogil=True)
-def _build_grid(points, cell_size):
-    """Bucket 3-D points in cubic cells: returns ``order`` (point indices grouped by cell),
-    ``starts`` (cell c holds ``order[starts[c]:starts[c + 1]]``), the sorted cell ``keys``,
-    each cell's tight bounding box and the grid's origin and shape."""
+def _cell_keys(points, cell_size):
+    """Cubic cells of side ``cell_size`` over the points' bounding box: the box's low corner, the
+    grid's shape and each point's cell as one integer key (row-major)."""
     n = len(points)
     low = np.empty(3)
     dims = np.empty(3, np.int64)
@@ -212,6 +211,16 @@ def _build_grid(points, cell_size):
         c1 = int((points[q, 1] - low[1]) / cell_size)
         c2 = int((points[q, 2] - low[2]) / cell_size)
         point_keys[q] = (c0 * dims[1] + c1) * dims[2] + c2
+    return low, dims, point_keys
+
+
+@njit(cache=True, nogil=True)
+def _build_grid(points, cell_size):
+    """Bucket 3-D points in cubic cells: returns ``order`` (point indices grouped by cell),
+    ``starts`` (cell c holds ``order[starts[c]:starts[c + 1]]``), the sorted cell ``keys``,
+    each cell's tight bounding box and the grid's origin and shape."""
+    n = len(points)
+    low, dims, point_keys = _cell_keys(points, cell_size)
     order = np.argsort(point_keys, kind="mergesort")
     n_cells = 1
     for i in range(1, n):
@@ -433,18 +442,9 @@ def nearest_neighbours(query_points, points, k, cell_size):
     distances, both sorted by distance. Points are bucketed in a dense table of cubic cells; a
     query scans shells of cells around its own until the shell is farther than its k-th best."""
     n = len(points)
-    low = np.empty(3)
-    dims = np.empty(3, np.int64)
-    for j in range(3):
-        low[j] = points[:, j].min()
-        dims[j] = int((points[:, j].max() - low[j]) / cell_size) + 1
-    cell_of = np.empty(n, np.int64)
+    low, dims, cell_of = _cell_keys(points, cell_size)
     counts = np.zeros(dims[0] * dims[1] * dims[2] + 1, np.int64)
     for q in range(n):
-        i0 = int((points[q, 0] - low[0]) / cell_size)
-        i1 = int((points[q, 1] - low[1]) / cell_size)
-        i2 = int((points[q, 2] - low[2]) / cell_size)
-        cell_of[q] = (i0 * dims[1] + i1) * dims[2] + i2
         counts[cell_of[q] + 1] += 1
     for c in range(len(counts) - 1):
         counts[c + 1] += counts[c]
@@ -655,7 +655,8 @@ def solve_certified(fa, fb, rows, cols, kth, cell_size, repair_k, max_rounds, to
     """
     n_a, n_b = len(fa), len(fb)
     grid_b = _build_grid(fb, cell_size)
-    grid_a = _build_grid(fa, cell_size)
+    grid_a = grid_b  # the rows' grid, built when a repair first needs it (same type)
+    have_grid_a = False
     pair_r = rows.copy()
     pair_c = cols.copy()
     n_pairs = len(rows)
@@ -729,6 +730,9 @@ def solve_certified(fa, fb, rows, cols, kth, cell_size, repair_k, max_rounds, to
         for c in bad_c:
             hit[c] = True
         bad_cols = np.flatnonzero(hit)
+        if not have_grid_a:
+            grid_a = _build_grid(fa, cell_size)
+            have_grid_a = True
         back_c, back_r, _ = _violations(fb, v, bad_cols, fa, u, grid_a, cell_size, repair_k, tol)
         pair_r, n_new = _append(pair_r, n_pairs, bad_r)
         pair_c, _ = _append(pair_c, n_pairs, bad_c)
