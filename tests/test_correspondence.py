@@ -13,6 +13,7 @@ from latentman.correspondence import (
     read_render_inputs,
     write_correspondence,
 )
+from latentman.correspondence.match import match_hungarian
 from latentman.errors import IntermediateFileError
 from latentman.io import atomic_h5, write_dataset
 
@@ -83,6 +84,34 @@ def test_parts_only_in_one_frame_are_unmatched_and_rectangular():
     assert (src[b[..., 0] == 0] == -1).all()
     assert (src[b[..., 0] > 0] >= 0).all()  # smaller side fully matched
     assert not np.isin(np.flatnonzero(a[..., 0].ravel() == 3), src).any()
+
+
+def noisy_frames(frames=12, seed=3):
+    """Frames that move and whose U changes a little at random pixels: every pair is a real problem."""
+    rng = np.random.default_rng(seed)
+    iuv = np.concatenate([blob_iuv(shift=(f % 3, f % 2)) for f in range(frames)])
+    for f in range(frames):
+        ys, xs = np.nonzero(iuv[f, ..., 0] > 0)
+        pick = rng.choice(len(ys), 40, replace=False)
+        iuv[f, ys[pick], xs[pick], 1] += rng.integers(1, 9, 40).astype(np.uint8)
+    return iuv
+
+
+@pytest.mark.parametrize("reference", ["prev", "first", "prev_new"])
+def test_threads_and_batches_give_the_pairwise_result(reference):
+    # 12 frames: more pairs than one batch; two threads share the parts of all pairs
+    iuv = noisy_frames()
+    one = correspond(iuv, reference, workers=1)
+    two = correspond(iuv, reference, workers=2)
+    for key in ("source", "cost", "iuv", "reference_index"):
+        np.testing.assert_array_equal(one[key], two[key])
+    assert (one["cost"][1:] > 0).all()
+    if reference != "prev_new":  # each pair on its own, as match_hungarian solves it
+        for i in range(1, len(iuv)):
+            r = one["reference_index"][i]
+            source, cost, _ = match_hungarian(iuv[r], iuv[i])
+            np.testing.assert_array_equal(one["source"][i], source)
+            assert one["cost"][i] == cost
 
 
 def test_prev_new_propagates_labels():

@@ -1,5 +1,5 @@
-"""The exact assignment solver (compiled sparse path + LP-duality certificate, dense scipy fallback) against
-scipy's Hungarian optimum."""
+"""The exact assignment solver (compiled sparse path + LP-duality certificate, compiled dense path)
+against scipy's Hungarian optimum."""
 
 import numpy as np
 import pytest
@@ -159,6 +159,38 @@ def test_assign_many_matches_assign_in_order():
             assert a.cost == b.cost
 
 
+def test_dense_kernel_equals_scipy_with_ties_both_orientations_and_rejects_nan():
+    rng = np.random.default_rng(11)
+    for na, nb in [(1, 1), (1, 4), (4, 1), (37, 37), (120, 90), (90, 120)]:
+        fa = rng.integers(0, 4, (na, 3)).astype(float)  # many exact ties
+        fb = rng.integers(0, 4, (nb, 3)).astype(float)
+        result = solve_dense(fa, fb)
+        _, best = scipy_optimum(fa, fb)
+        check_valid(result, fa, fb)
+        assert result.solver == "dense"
+        assert abs(result.cost - best) <= 1e-9 * max(1.0, best)
+    with pytest.raises(ValueError, match="not finite"):
+        solve_dense(np.array([[np.nan, 0.0, 0.0]]), np.zeros((2, 3)))
+
+
+def test_unchanged_part_is_the_identity_and_a_changed_one_is_solved():
+    rng = np.random.default_rng(12)
+    fa, _ = iuv_like(rng, 400, 400)
+    same = assign(fa, fa.copy())
+    assert same.solver == "unchanged" and same.cost == 0.0
+    np.testing.assert_array_equal(same.rows, np.arange(400))
+    np.testing.assert_array_equal(same.cols, np.arange(400))
+    moved = fa.copy()
+    moved[17, 0] += 0.5
+    result = assign(fa, moved)
+    _, best = scipy_optimum(fa, moved)
+    assert result.solver == "sparse-certified"
+    assert result.cost == pytest.approx(0.5) and abs(result.cost - best) <= 1e-9
+    shuffled = fa[rng.permutation(400)]  # the same points in another order: solved, still cost 0
+    result = assign(fa, shuffled)
+    assert result.solver == "sparse-certified" and result.cost == pytest.approx(0.0, abs=1e-9)
+
+
 # --- the compiled kernels (sparse_lap) on their own -------------------------------------------
 
 
@@ -266,3 +298,15 @@ def test_far_optimum_is_still_certified_and_equals_scipy(n, shift):
     assert abs(result.cost - best) <= 1e-9 * best
     again = assign(fa, fb)  # deterministic: the same pairs, not just the same cost
     np.testing.assert_array_equal(again.cols, result.cols)
+
+
+def test_nearest_neighbours_are_exact_for_any_cell_size():
+    # points on a thin sheet (like a part's features); queries near it and far outside the grid
+    rng = np.random.default_rng(13)
+    points = rng.normal(size=(500, 3)) * [40.0, 30.0, 2.0]
+    queries = np.vstack([points[:200] + rng.normal(size=(200, 3)), rng.normal(size=(20, 3)) * 400])
+    brute = np.sort(dense_cost(queries, points), axis=1)[:, :7]
+    for cell in (0.5, 3.0, 20.0, 1000.0):
+        near, dist = sparse_lap.nearest_neighbours(queries, points, 7, cell)
+        np.testing.assert_allclose(dist, brute, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(np.linalg.norm(queries[:, None] - points[near], axis=2), dist, atol=1e-9)

@@ -54,25 +54,51 @@ def part_features(iuv: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray]:
     return flat, feats
 
 
+def frame_parts(iuv: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``part_features`` of every body part present in one map ``(g, g, 3)``: part → (flat, features)."""
+    parts = np.unique(iuv[..., 0])
+    return {int(p): part_features(iuv, int(p)) for p in parts[parts > 0]}
+
+
+def _pair_problems(ref_parts: dict, cur_parts: dict) -> list:
+    """The parts both maps show: ``(flat_ref, features_ref, flat_cur, features_cur)`` per part."""
+    return [(*ref_parts[p], *cur_parts[p]) for p in sorted(ref_parts.keys() & cur_parts.keys())]
+
+
+def _scatter(problems: list, results: list, g: int) -> tuple[np.ndarray, float, str]:
+    """One frame pair's per-part assignments as ``source`` ``(g, g)``, total cost and solvers."""
+    source = np.full(g * g, -1, np.int32)
+    for (flat_r, _, flat_c, _), result in zip(problems, results):
+        source[flat_c[result.cols]] = flat_r[result.rows]
+    cost = float(sum(result.cost for result in results))
+    return source.reshape(g, g), cost, ",".join(sorted({result.solver for result in results}))
+
+
 def match_hungarian(ref: np.ndarray, cur: np.ndarray, workers: int = 1) -> tuple[np.ndarray, float, str]:
     """Per-part optimal assignment between reference map ``ref`` and current map ``cur`` ``(g, g, 3)``.
 
     Returns ``source`` ``(g, g)`` int32, total cost, and the solvers used (comma list). ``workers``
     threads solve the parts in parallel (same result as one).
     """
-    g = cur.shape[0]
-    source = np.full(g * g, -1, np.int32)
-    total = 0.0
-    solvers = set()
-    parts = np.intersect1d(np.unique(ref[..., 0]), np.unique(cur[..., 0]))
-    parts = parts[parts > 0]
-    pixels = [(part_features(ref, int(p)), part_features(cur, int(p))) for p in parts]
-    results = assign_many([(f_r, f_c) for (_, f_r), (_, f_c) in pixels], workers=workers)
-    for ((flat_r, _), (flat_c, _)), result in zip(pixels, results):
-        source[flat_c[result.cols]] = flat_r[result.rows]
-        total += result.cost
-        solvers.add(result.solver)
-    return source.reshape(g, g), total, ",".join(sorted(solvers))
+    problems = _pair_problems(frame_parts(ref), frame_parts(cur))
+    results = assign_many([(fr, fc) for _, fr, _, fc in problems], workers=workers)
+    return _scatter(problems, results, cur.shape[0])
+
+
+def _match_pairs(iuv: np.ndarray, pairs: list[tuple[int, int]], workers: int) -> list:
+    """``match_hungarian`` of every ``(reference, frame)`` pair, all parts of all pairs sharing the
+    ``workers`` threads (in batches, so that only a few frames' features are held at once); each
+    frame's features are computed once."""
+    out = []
+    batch = max(8, 4 * workers)
+    for first in range(0, len(pairs), batch):
+        chunk = pairs[first : first + batch]
+        features = {f: frame_parts(iuv[f]) for f in sorted({f for pair in chunk for f in pair})}
+        problems = [_pair_problems(features[r], features[i]) for r, i in chunk]
+        flat = [(fr, fc) for pair in problems for _, fr, _, fc in pair]
+        results = iter(assign_many(flat, workers=workers))
+        out += [_scatter(pair, [next(results) for _ in pair], iuv.shape[1]) for pair in problems]
+    return out
 
 
 def match_surface(
@@ -118,22 +144,28 @@ def correspond(
     ref_index = np.full(n, -1, np.int32)
     aligned = iuv.copy()
     solvers = set()
+    pairs = []  # (reference, frame) of every frame that has something to match
     for i in range(1, n):
         r = 0 if reference == "first" else i - 1
         ref_index[i] = r
-        ref_map = aligned[r] if reference == "prev_new" else iuv[r]
-        if not (iuv[i, ..., 0] > 0).any() or not (ref_map[..., 0] > 0).any():
+        if not (iuv[i, ..., 0] > 0).any() or not (iuv[r, ..., 0] > 0).any():
             log.warning("frame %d or its reference %d has no foreground: empty map", i, r)
             continue
-        if method == "surface":
-            src, c, solver = match_surface(points[r], points[i], radius)
-        else:
-            src, c, solver = match_hungarian(ref_map, iuv[i], workers)
+        pairs.append((r, i))
+    if method == "surface":
+        matches = [match_surface(points[r], points[i], radius) for r, i in pairs]
+    elif reference == "prev_new":  # each reference is the previous aligned map: one pair at a time
+        matches = []
+        for r, i in pairs:
+            matches.append(match_hungarian(aligned[r], iuv[i], workers))
+            src = matches[-1][0]
+            matched = src >= 0
+            aligned[i][matched] = aligned[r].reshape(-1, 3)[src[matched]]
+    else:  # independent pairs: all of them share the threads
+        matches = _match_pairs(iuv, pairs, workers)
+    for (_, i), (src, c, solver) in zip(pairs, matches):
         source[i], cost[i] = src, c
         solvers.update(s for s in solver.split(",") if s)
-        if reference == "prev_new":
-            matched = src >= 0
-            aligned[i][matched] = ref_map.reshape(-1, 3)[src[matched]]
     return {
         "iuv": aligned if reference == "prev_new" else iuv,
         "source": source,

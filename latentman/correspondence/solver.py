@@ -6,9 +6,12 @@ Hungarian algorithm on the dense ``(n_a, n_b)`` matrix (``min(n_a, n_b)`` pairs)
 
 Every result is exact; ``Assignment.solver`` says how it was obtained:
 
-``"dense"``
-    scipy's ``linear_sum_assignment`` on the full cost matrix (built with
-    ``scipy.spatial.distance.cdist``): small parts and problems the sparse path gives up on.
+``"unchanged"``
+    the two feature sets are identical (a part that did not move): the identity, cost 0.
+``"dense"`` (``dense_lap.py``, compiled with numba)
+    shortest augmenting paths on the full cost matrix, the method of scipy's
+    ``linear_sum_assignment``, from a greedy start: small parts, and problems the sparse path
+    gives up on.
 ``"sparse-certified"`` (kernels in ``sparse_lap.py``, compiled with numba)
     1. Candidate graph: the ``k`` nearest columns of every row and the ``k_columns`` nearest rows of
        every column (exact, on a table of cells), plus one full matching so the graph always has one.
@@ -39,7 +42,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from latentman.correspondence import sparse_lap
+from latentman.correspondence import dense_lap, sparse_lap
 
 # Candidate graph: each row's _K nearest columns and each column's _K_COLUMNS nearest rows
 # (measured on synthetic and rendered parts: 10/3 is ~10 % faster than 6/6).
@@ -82,87 +85,47 @@ def _empty(solver: str) -> Assignment:
 
 
 def solve_dense(fa: np.ndarray, fb: np.ndarray) -> Assignment:
-    """Exact dense rectangular assignment: scipy's shortest augmenting path on the full matrix.
-    (``lap.lapjvh`` was faster on some parts and 4× slower on others; scipy's time is steady.)"""
-    n_a, n_b = len(fa), len(fb)
-    if n_a == 0 or n_b == 0:
+    """Exact dense rectangular assignment: shortest augmenting paths on the full cost matrix
+    (compiled, ``dense_lap.py``; the same method as scipy's ``linear_sum_assignment``)."""
+    if len(fa) == 0 or len(fb) == 0:
         return _empty("dense")
-    cost = dense_cost(fa, fb)
-    rows, cols = linear_sum_assignment(cost)
-    return Assignment(
-        rows.astype(np.int64, copy=False),
-        cols.astype(np.int64, copy=False),
-        float(cost[rows, cols].sum()),
-        "dense",
-    )
+    fa, fb, flip = _oriented(fa, fb)
+    if fa.shape[1] != 3:  # the kernels are 3-D (the [U, V, E] features)
+        return _result(fa, fb, linear_sum_assignment(dense_cost(fa, fb))[1], "dense", flip)
+    row_to_col, ok = dense_lap.dense_assignment(fa, fb)
+    if not ok:
+        raise ValueError("assignment costs are not finite (NaN or infinite features)")
+    return _result(fa, fb, row_to_col, "dense", flip)
 
 
 def candidate_edges(
     fa: np.ndarray, fb: np.ndarray, k: int, k_columns: int = _K_COLUMNS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's ``k`` nearest columns and each column's ``k_columns`` nearest rows (``n_a ≤ n_b``), plus
-    one full matching so that the graph always has one (kNN graphs can violate Hall's condition).
-
-    Returns the pairs ``(rows, cols)`` (duplicates allowed) and, per row, the distance to its k-th
-    nearest column: every column outside the row's kNN is at least that far (the certificate's
-    shortcut).
-    """
-    n_a, n_b = len(fa), len(fb)
-    ka, kb = min(k, n_b), min(k_columns, n_a)
-    near_b, dist_ab = sparse_lap.nearest_neighbours(fa, fb, ka, _spacing_cell(fb))
-    near_a, _ = sparse_lap.nearest_neighbours(fb, fa, kb, _spacing_cell(fa))
-    kth = dist_ab[:, -1].copy()
-    if ka == n_b:
-        kth = np.full(n_a, np.inf)  # every column is in the graph
-    # The full matching: rows and columns paired in order along the first feature axis.
-    seed_r = np.argsort(fa[:, 0], kind="stable")
-    seed_c = np.argsort(fb[:, 0], kind="stable")[(np.arange(n_a) * n_b) // n_a]
-    rows = np.concatenate([np.repeat(np.arange(n_a, dtype=np.int64), ka), near_a.ravel(), seed_r])
-    cols = np.concatenate([near_b.ravel(), np.repeat(np.arange(n_b, dtype=np.int64), kb), seed_c])
-    return rows, cols, kth
-
-
-def _spacing_cell(points: np.ndarray) -> float:
-    """Cell of the nearest-neighbour table: two point spacings, the features of a part lying on a
-    2-D sheet (its pixels) spanned by their two widest ranges; the table holds at most ~4n cells."""
-    ranges = np.sort(points.max(0) - points.min(0))
-    n = len(points)
-    spacing = np.sqrt(ranges[1] * ranges[2] / n) if ranges[1] > 0 else ranges[2] / n
-    cell = 2.0 * spacing if spacing > 0 else 1.0
-    while np.prod(ranges / cell + 1) > 4 * n + 1000:
-        cell *= 2.0
-    return float(cell)
-
-
-def _cell_size(fb: np.ndarray, kth: np.ndarray) -> float:
-    """Grid cell of the certificate's search: about two nearest-neighbour spacings, never so
-    small that the grid has more than ~8 cells per point along an axis."""
-    extent = float((fb.max(0) - fb.min(0)).max())
-    if extent <= 0:
-        return 1.0
-    finite = kth[np.isfinite(kth)]
-    spacing = 2.0 * float(np.median(finite)) if len(finite) else 0.0
-    return max(spacing, extent / (2.0 * len(fb) ** (1 / 3)))
-
-
-def _solve_sparse(fa, fb, k, edges, rounds) -> Assignment | None:
-    """The sparse-certified path for ``n_a ≤ n_b``; ``None`` when it gives up (caller goes dense)."""
-    n_a = len(fa)
-    if fa.shape[1] != 3:
-        return None  # the certificate's grid search is 3-D (the [U, V, E] features)
-    scale = 1.0 + float(max(np.abs(fa).max(), np.abs(fb).max()))
-    if edges is None:
-        rows, cols, kth = candidate_edges(fa, fb, k, _K_COLUMNS)
-    else:
-        rows, cols = np.asarray(edges[0], np.int64), np.asarray(edges[1], np.int64)
-        kth = np.zeros(n_a)  # nothing known about columns outside the given graph
-    row_to_col, status, _ = sparse_lap.solve_certified(
-        fa, fb, rows, cols, kth, _cell_size(fb, kth), _REPAIR_K, rounds, 1e-10 * scale
+    """The sparse path's starting graph (``n_a ≤ n_b``): ``(rows, cols, kth)``, see
+    ``sparse_lap.candidate_graph``."""
+    return sparse_lap.candidate_graph(
+        np.ascontiguousarray(fa, np.float64), np.ascontiguousarray(fb, np.float64), k, k_columns
     )
-    if status != 0:
-        return None
-    rows_out = np.arange(n_a)
-    return Assignment(rows_out, row_to_col, exact_cost(fa, fb, rows_out, row_to_col), "sparse-certified")
+
+
+def _oriented(fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Contiguous float64 features with rows = the smaller side; ``flip`` says they were swapped."""
+    fa = np.ascontiguousarray(fa, np.float64)
+    fb = np.ascontiguousarray(fb, np.float64)
+    if len(fa) > len(fb):
+        return fb, fa, True
+    return fa, fb, False
+
+
+def _result(fa, fb, row_to_col, solver: str, flip: bool) -> Assignment:
+    """``Assignment`` of the oriented problem, turned back to the caller's rows and columns."""
+    rows = np.arange(len(fa))
+    row_to_col = np.asarray(row_to_col, np.int64)
+    cost = exact_cost(fa, fb, rows, row_to_col)
+    if flip:
+        order = np.argsort(row_to_col, kind="stable")
+        return Assignment(row_to_col[order], rows[order], cost, solver)
+    return Assignment(rows, row_to_col, cost, solver)
 
 
 def assign(
@@ -183,22 +146,27 @@ def assign(
     """
     if min(len(fa), len(fb)) == 0:
         return _empty("dense")
-    if min(len(fa), len(fb)) <= dense_below and edges is None:
+    if edges is None and np.shape(fa) == np.shape(fb) and np.array_equal(fa, fb):
+        # a part that did not change between the frames (common: a limb at rest): the identity
+        # costs 0, and no assignment costs less
+        identity = np.arange(len(fa))
+        return Assignment(identity, identity.copy(), 0.0, "unchanged")
+    if (min(len(fa), len(fb)) <= dense_below and edges is None) or np.shape(fa)[1] != 3:
         return solve_dense(fa, fb)
-    fa = np.ascontiguousarray(fa, np.float64)
-    fb = np.ascontiguousarray(fb, np.float64)
-    flip = len(fa) > len(fb)
-    if flip:
-        fa, fb = fb, fa
-        if edges is not None:
-            edges = (edges[1], edges[0])
-    result = _solve_sparse(fa, fb, k, edges, rounds)
-    if result is None:
-        result = solve_dense(fa, fb)
-    if flip:
-        order = np.argsort(result.cols, kind="stable")
-        result = Assignment(result.cols[order], result.rows[order], result.cost, result.solver)
-    return result
+    fa, fb, flip = _oriented(fa, fb)
+    tol = 1e-10 * (1.0 + float(max(np.abs(fa).max(), np.abs(fb).max())))
+    if edges is None:
+        row_to_col, status, _ = sparse_lap.solve_part(fa, fb, k, _K_COLUMNS, _REPAIR_K, rounds, tol)
+    else:
+        rows, cols = (np.asarray(e, np.int64) for e in (edges[::-1] if flip else edges))
+        no_shortcut = np.zeros(len(fa))  # nothing is known about columns outside a given graph
+        cell = sparse_lap._certificate_cell(fb, no_shortcut)
+        row_to_col, status, _ = sparse_lap.solve_certified(
+            fa, fb, rows, cols, no_shortcut, cell, _REPAIR_K, rounds, tol
+        )
+    if status != 0:
+        return solve_dense(*((fb, fa) if flip else (fa, fb)))
+    return _result(fa, fb, row_to_col, "sparse-certified", flip)
 
 
 def assign_many(problems, workers: int = 1, **kwargs) -> list[Assignment]:

@@ -29,6 +29,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from latentman.correspondence.dense_lap import dense_assignment
+
 # Cells per block edge in the certificate's grid (two levels: blocks of cells, cells of points).
 _BLOCK = 4
 
@@ -437,6 +439,20 @@ def _violations(query_points, thresholds, queries, points, potential, grid, cell
 
 
 @njit(cache=True, nogil=True)
+def _cube_cover(x, low, dims, cell_size, c0, c1, c2, r):
+    """Distance from ``x`` to the nearest point outside the cube of cells ``c ± r`` (sides at the
+    grid's edge hold nothing beyond them)."""
+    cover = np.inf
+    centre = (c0, c1, c2)
+    for j in range(3):
+        if centre[j] - r > 0:
+            cover = min(cover, x[j] - (low[j] + (centre[j] - r) * cell_size))
+        if centre[j] + r + 1 < dims[j]:
+            cover = min(cover, low[j] + (centre[j] + r + 1) * cell_size - x[j])
+    return cover
+
+
+@njit(cache=True, nogil=True)
 def nearest_neighbours(query_points, points, k, cell_size):
     """Exact ``k`` nearest ``points`` of every query point (3-D): indices ``(n_q, k)`` and
     distances, both sorted by distance. Points are bucketed in a dense table of cubic cells; a
@@ -485,8 +501,8 @@ def nearest_neighbours(query_points, points, k, cell_size):
                             count = _offer(np.sqrt(squared), q, k, count, best_val, best_q)
                             if count == k:
                                 worst = best_val[k - 1]
-            # every point of the next shell is at least r cells away
-            if count == k and worst <= r * cell_size:
+            # every point outside the cube of cells searched so far is at least ``cover`` away
+            if count == k and worst <= _cube_cover(x, low, dims, cell_size, c0, c1, c2, r):
                 break
         near[p] = best_q
         dist[p] = best_val
@@ -742,6 +758,72 @@ def solve_certified(fa, fb, rows, cols, kth, cell_size, repair_k, max_rounds, to
     return row_to_col, 2, max_rounds
 
 
+@njit(cache=True, nogil=True)
+def _spacing_cell(points):
+    """Cell of the nearest-neighbour table: two point spacings, the features of a part lying on a
+    2-D sheet (its pixels) spanned by their two widest ranges; the table holds at most ~4n cells."""
+    ranges = np.sort(np.array([points[:, j].max() - points[:, j].min() for j in range(3)]))
+    n = len(points)
+    spacing = np.sqrt(ranges[1] * ranges[2] / n) if ranges[1] > 0 else ranges[2] / n
+    cell = 2.0 * spacing if spacing > 0 else 1.0
+    while np.prod(ranges / cell + 1) > 4 * n + 1000:
+        cell *= 2.0
+    return cell
+
+
+@njit(cache=True, nogil=True)
+def _certificate_cell(points, kth):
+    """Cell of the certificate's grid: about two nearest-neighbour spacings (twice the median k-th
+    neighbour distance), never so small that the grid has more than ~8 cells per point per axis."""
+    extent = max(points[:, 0].max() - points[:, 0].min(), points[:, 1].max() - points[:, 1].min())
+    extent = max(extent, points[:, 2].max() - points[:, 2].min())
+    if extent <= 0:
+        return 1.0
+    finite = kth[np.isfinite(kth)]
+    spacing = 2.0 * np.median(finite) if len(finite) else 0.0
+    return max(spacing, extent / (2.0 * len(points) ** (1 / 3)))
+
+
+@njit(cache=True, nogil=True)
+def candidate_graph(fa, fb, k, k_columns):
+    """Each row's ``k`` nearest columns and each column's ``k_columns`` nearest rows (``n_a ≤ n_b``),
+    plus one full matching so that the graph always has one (kNN graphs can violate Hall's
+    condition). Returns the pairs ``(rows, cols)`` (duplicates allowed) and, per row, the distance
+    to its k-th nearest column: every column outside the row's kNN is at least that far (the
+    certificate's shortcut)."""
+    n_a, n_b = len(fa), len(fb)
+    ka, kb = min(k, n_b), min(k_columns, n_a)
+    near_b, dist_ab = nearest_neighbours(fa, fb, ka, _spacing_cell(fb))
+    near_a, _ = nearest_neighbours(fb, fa, kb, _spacing_cell(fa))
+    kth = dist_ab[:, ka - 1].copy() if ka < n_b else np.full(n_a, np.inf)  # inf: all in the graph
+    # The full matching: rows and columns paired in order along the first feature axis.
+    seed_r = np.argsort(fa[:, 0], kind="mergesort")
+    seed_c = np.argsort(fb[:, 0], kind="mergesort")[(np.arange(n_a) * n_b) // n_a]
+    n_pairs = n_a * ka + n_b * kb + n_a
+    rows = np.empty(n_pairs, np.int64)
+    cols = np.empty(n_pairs, np.int64)
+    n = 0
+    for a in range(n_a):
+        for j in range(ka):
+            rows[n], cols[n] = a, near_b[a, j]
+            n += 1
+    for b in range(n_b):
+        for j in range(kb):
+            rows[n], cols[n] = near_a[b, j], b
+            n += 1
+    rows[n:] = seed_r
+    cols[n:] = seed_c
+    return rows, cols, kth
+
+
+@njit(cache=True, nogil=True)
+def solve_part(fa, fb, k, k_columns, repair_k, max_rounds, tol):
+    """The whole sparse path of one part (``n_a ≤ n_b``) in one call: candidate graph, then
+    ``solve_certified``. Returns ``(row_to_col, status, rounds)`` as that does."""
+    rows, cols, kth = candidate_graph(fa, fb, k, k_columns)
+    return solve_certified(fa, fb, rows, cols, kth, _certificate_cell(fb, kth), repair_k, max_rounds, tol)
+
+
 def compile_kernels() -> None:
     """Compile (or load from numba's on-disk cache) the solver now, with the argument types it
     is called with, so that the first real problem is not charged for it (benchmarks call this)."""
@@ -752,4 +834,5 @@ def compile_kernels() -> None:
     cols = np.tile(np.arange(2), 6).astype(np.int64)
     cols[::2] = np.arange(6)
     solve_certified(fa, fb, rows, cols, np.zeros(6), 1.0, 2, 3, 1e-9)
-    nearest_neighbours(fa, fb, 3, 1.0)
+    solve_part(fa, fb, 3, 2, 2, 3, 1e-9)
+    dense_assignment(fa, fb)
