@@ -13,6 +13,7 @@ from latentman.correspondence import (
     read_render_inputs,
     write_correspondence,
 )
+from latentman.correspondence import solver
 from latentman.correspondence.match import match_hungarian
 from latentman.errors import IntermediateFileError
 from latentman.io import atomic_h5, write_dataset
@@ -98,8 +99,9 @@ def noisy_frames(frames=12, seed=3):
 
 
 @pytest.mark.parametrize("reference", ["prev", "first", "prev_new"])
-def test_threads_and_batches_give_the_pairwise_result(reference):
+def test_threads_and_batches_give_the_pairwise_result(reference, monkeypatch):
     # 12 frames: more pairs than one batch; two threads share the parts of all pairs
+    monkeypatch.setattr(solver, "_THREADS_ABOVE", 0)  # threads even for these small frames
     iuv = noisy_frames()
     one = correspond(iuv, reference, workers=1)
     two = correspond(iuv, reference, workers=2)

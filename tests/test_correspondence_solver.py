@@ -1,11 +1,13 @@
 """The exact assignment solver (compiled sparse path + LP-duality certificate, compiled dense path)
 against scipy's Hungarian optimum."""
 
+import threading
+
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from latentman.correspondence import sparse_lap
+from latentman.correspondence import solver, sparse_lap
 from latentman.correspondence.solver import assign, assign_many, candidate_edges, dense_cost, solve_dense
 
 
@@ -146,13 +148,23 @@ def test_certificate_rejects_wrong_candidates_on_a_rectangular_problem():
     assert abs(result.cost - best) <= 1e-6 * best
 
 
-def test_assign_many_matches_assign_in_order():
+def test_assign_many_matches_assign_in_order(monkeypatch):
+    monkeypatch.setattr(solver, "_THREADS_ABOVE", 0)  # threads even for this small batch
     rng = np.random.default_rng(4)
     problems = [iuv_like(rng, n, m) for n, m in [(50, 60), (900, 880), (5, 2), (300, 320)]]
     problems.append((np.zeros((0, 3)), np.ones((3, 3))))
     serial = [assign(fa, fb) for fa, fb in problems]
+    threads_used = set()
+
+    def recording_assign(fa, fb, **kwargs):
+        threads_used.add(threading.get_ident())
+        return assign(fa, fb, **kwargs)
+
+    monkeypatch.setattr(solver, "assign", recording_assign)
     for workers in (1, 2):
+        threads_used.clear()
         many = assign_many(problems, workers=workers)
+        assert (threading.get_ident() in threads_used) == (workers == 1)
         for a, b in zip(serial, many):
             np.testing.assert_array_equal(a.rows, b.rows)
             np.testing.assert_array_equal(a.cols, b.cols)
