@@ -11,9 +11,9 @@ from latentman.correspondence import (
     part_features,
     read_correspondence,
     read_render_inputs,
+    solver,
     write_correspondence,
 )
-from latentman.correspondence import solver
 from latentman.correspondence.match import match_hungarian
 from latentman.errors import IntermediateFileError
 from latentman.io import atomic_h5, write_dataset
