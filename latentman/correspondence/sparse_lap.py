@@ -786,20 +786,30 @@ def _certificate_cell(points, kth):
 
 @njit(cache=True, nogil=True)
 def candidate_graph(fa, fb, k, k_columns):
-    """Each row's ``k`` nearest columns and each column's ``k_columns`` nearest rows (``n_a ≤ n_b``),
-    plus one full matching so that the graph always has one (kNN graphs can violate Hall's
-    condition). Returns the pairs ``(rows, cols)`` (duplicates allowed) and, per row, the distance
-    to its k-th nearest column: every column outside the row's kNN is at least that far (the
-    certificate's shortcut)."""
+    """Each row's ``k`` nearest columns; each column that no row lists, its ``k_columns`` nearest
+    rows (the others already have edges: measured ~10 % faster than back edges for every column);
+    and one full matching so that the graph always has one (kNN graphs can violate Hall's
+    condition). ``n_a ≤ n_b``. Returns the pairs ``(rows, cols)`` (duplicates allowed) and, per
+    row, the distance to its k-th nearest column: every column outside the row's kNN is at least
+    that far (the certificate's shortcut)."""
     n_a, n_b = len(fa), len(fb)
     ka, kb = min(k, n_b), min(k_columns, n_a)
     near_b, dist_ab = nearest_neighbours(fa, fb, ka, _spacing_cell(fb))
-    near_a, _ = nearest_neighbours(fb, fa, kb, _spacing_cell(fa))
     kth = dist_ab[:, ka - 1].copy() if ka < n_b else np.full(n_a, np.inf)  # inf: all in the graph
+    listed = np.zeros(n_b, np.bool_)
+    for a in range(n_a):
+        for j in range(ka):
+            listed[near_b[a, j]] = True
+    unlisted = np.flatnonzero(~listed)
+    if kb == 0:
+        unlisted = unlisted[:0]
+    near_a = np.empty((len(unlisted), kb), np.int64)
+    if len(unlisted) > 0:
+        near_a, _ = nearest_neighbours(fb[unlisted], fa, kb, _spacing_cell(fa))
     # The full matching: rows and columns paired in order along the first feature axis.
     seed_r = np.argsort(fa[:, 0], kind="mergesort")
     seed_c = np.argsort(fb[:, 0], kind="mergesort")[(np.arange(n_a) * n_b) // n_a]
-    n_pairs = n_a * ka + n_b * kb + n_a
+    n_pairs = n_a * ka + len(unlisted) * kb + n_a
     rows = np.empty(n_pairs, np.int64)
     cols = np.empty(n_pairs, np.int64)
     n = 0
@@ -807,9 +817,9 @@ def candidate_graph(fa, fb, k, k_columns):
         for j in range(ka):
             rows[n], cols[n] = a, near_b[a, j]
             n += 1
-    for b in range(n_b):
+    for i in range(len(unlisted)):
         for j in range(kb):
-            rows[n], cols[n] = near_a[b, j], b
+            rows[n], cols[n] = near_a[i, j], unlisted[i]
             n += 1
     rows[n:] = seed_r
     cols[n:] = seed_c
