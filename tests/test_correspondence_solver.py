@@ -261,15 +261,15 @@ def test_warm_start_then_release_of_stale_columns_restores_a_proof():
     assert c[np.arange(40), row_to_col].sum() == pytest.approx(best, rel=1e-12)
 
 
-def test_build_graph_sorts_deduplicates_and_weighs_edges():
+def test_build_graph_deduplicates_and_weighs_edges():
     fa = np.array([[0.0, 0, 0], [1.0, 0, 0]])
     fb = np.array([[0.0, 3, 4], [1.0, 0, 0], [5.0, 0, 0]])
     rows = np.array([1, 0, 1, 0, 1, 1], np.int64)
     cols = np.array([2, 1, 0, 1, 2, 1], np.int64)
     indptr, indices, weights = sparse_lap.build_graph(2, rows, cols, fa, fb)
     np.testing.assert_array_equal(indptr, [0, 1, 4])
-    np.testing.assert_array_equal(indices, [1, 0, 1, 2])
-    np.testing.assert_allclose(weights, [1.0, np.sqrt(1 + 25), 0.0, 4.0])
+    np.testing.assert_array_equal(indices, [1, 2, 0, 1])  # each row's columns as first given
+    np.testing.assert_allclose(weights, [1.0, 4.0, np.sqrt(1 + 25), 0.0])
 
 
 def test_solve_certified_reports_why_it_gives_up():
