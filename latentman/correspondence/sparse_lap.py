@@ -348,9 +348,9 @@ def _find_cell(keys, i0, i1, i2, dims):
 def _least_values(x, limit, points, potential, grid, maxima, cell_size, k, best_val, best_q, stamp, mark):
     """Fill ``best_val``/``best_q`` with the ``k`` least ``‖x − q‖ − π_q`` below ``limit`` (sorted);
     returns how many. The query's own cell and its 26 neighbours go first (a tight bound early);
-    then the cells that could still hold a smaller value: those of the cube of cells around ``x``
-    within the bound when that cube is small, else block by block, a block or cell skipped when its
-    box and its largest ``π`` rule it out."""
+    then, block by block, the cells that could still hold a smaller value, a block or cell skipped
+    when its box and its largest ``π`` rule it out. (Scanning the cube of cells within the bound
+    instead, when small, was measured slower: 161 vs 138 ms on the real parts above 300 px.)"""
     order, starts, keys, box_lo, box_hi, low, dims, block_cells, block_starts, block_lo, block_hi = grid
     cell_max, block_max = maxima
     count = 0
@@ -369,20 +369,6 @@ def _least_values(x, limit, points, potential, grid, maxima, cell_size, k, best_
                     )
     reach = (worst + block_max.max()) / cell_size + 1.0  # cells farther (per axis) cannot compete
     if reach < 1.0:
-        return count
-    if reach < 0.5 * len(keys) ** (1.0 / 3.0):
-        r = int(reach)
-        for i0 in range(c0 - r, c0 + r + 1):
-            for i1 in range(c1 - r, c1 + r + 1):
-                for i2 in range(c2 - r, c2 + r + 1):
-                    c = _find_cell(keys, i0, i1, i2, dims)
-                    if c < 0 or stamp[c] == mark:
-                        continue
-                    if _box_gap(x, box_lo[c], box_hi[c]) - cell_max[c] >= worst:
-                        continue
-                    count, worst = _scan_cell(
-                        x, c, points, potential, order, starts, k, count, worst, best_val, best_q
-                    )
         return count
     for b in range(len(block_starts) - 1):
         if _box_gap(x, block_lo[b], block_hi[b]) - block_max[b] >= worst:
