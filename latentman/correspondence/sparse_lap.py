@@ -461,8 +461,10 @@ def nearest_neighbours(query_points, points, k, cell_size):
     best_val = np.empty(k)
     best_q = np.empty(k, np.int64)
     largest = max(dims[0], max(dims[1], dims[2]))
+    by_cell = points[members]  # the points in cell order: each cell's coordinates contiguous
     for p in range(len(query_points)):
         x = query_points[p]
+        x0, x1, x2 = x[0], x[1], x[2]
         c0 = min(max(int(np.floor((x[0] - low[0]) / cell_size)), 0), dims[0] - 1)
         c1 = min(max(int(np.floor((x[1] - low[1]) / cell_size)), 0), dims[1] - 1)
         c2 = min(max(int(np.floor((x[2] - low[2]) / cell_size)), 0), dims[2] - 1)
@@ -477,21 +479,22 @@ def nearest_neighbours(query_points, points, k, cell_size):
                             continue
                         c = (i0 * dims[1] + i1) * dims[2] + i2
                         for i in range(counts[c], counts[c + 1]):
-                            q = members[i]
-                            d0 = x[0] - points[q, 0]
-                            d1 = x[1] - points[q, 1]
-                            d2 = x[2] - points[q, 2]
+                            d0 = x0 - by_cell[i, 0]
+                            d1 = x1 - by_cell[i, 1]
+                            d2 = x2 - by_cell[i, 2]
                             squared = d0 * d0 + d1 * d1 + d2 * d2
-                            if count == k and squared >= worst * worst:
+                            if squared >= worst:
                                 continue
-                            count = _offer(np.sqrt(squared), q, k, count, best_val, best_q)
+                            count = _offer(squared, members[i], k, count, best_val, best_q)
                             if count == k:
                                 worst = best_val[k - 1]
             # every point outside the cube of cells searched so far is at least ``cover`` away
-            if count == k and worst <= _cube_cover(x, low, dims, cell_size, c0, c1, c2, r):
-                break
+            if count == k:
+                cover = _cube_cover(x, low, dims, cell_size, c0, c1, c2, r)
+                if worst <= cover * cover:
+                    break
         near[p] = best_q
-        dist[p] = best_val
+        dist[p] = np.sqrt(best_val)
     return near, dist
 
 
