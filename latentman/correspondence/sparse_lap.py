@@ -36,38 +36,52 @@ _BLOCK = 4
 
 
 @njit(cache=True, nogil=True)
-def _heap_push(keys, items, size, key, item):
-    i = size
-    keys[i] = key
-    items[i] = item
+def _heap_set(keys, items, where, size, key, item):
+    """Indexed binary min-heap: insert ``item`` with ``key``, or lower its key if it is in the heap
+    (``where[item]`` = its slot, −1 when out). Returns the new size. One slot per item keeps the
+    heap small (a lazy heap with repeated entries was measured slower)."""
+    i = where[item]
+    if i < 0:
+        i = size
+        size += 1
     while i > 0:
         parent = (i - 1) >> 1
-        if keys[parent] <= keys[i]:
+        if keys[parent] <= key:
             break
-        keys[parent], keys[i] = keys[i], keys[parent]
-        items[parent], items[i] = items[i], items[parent]
+        keys[i] = keys[parent]
+        items[i] = items[parent]
+        where[items[i]] = i
         i = parent
-    return size + 1
+    keys[i] = key
+    items[i] = item
+    where[item] = i
+    return size
 
 
 @njit(cache=True, nogil=True)
-def _heap_pop(keys, items, size):
+def _heap_pop(keys, items, where, size):
+    """Remove and return the least ``(key, item)``, and the new size."""
     key, item = keys[0], items[0]
+    where[item] = -1
     size -= 1
-    keys[0], items[0] = keys[size], items[size]
-    i = 0
-    while True:
-        left = 2 * i + 1
-        if left >= size:
-            break
-        child = left
-        if left + 1 < size and keys[left + 1] < keys[left]:
-            child = left + 1
-        if keys[i] <= keys[child]:
-            break
-        keys[child], keys[i] = keys[i], keys[child]
-        items[child], items[i] = items[i], items[child]
-        i = child
+    if size > 0:
+        last_key, last_item = keys[size], items[size]
+        i = 0
+        while True:
+            child = 2 * i + 1
+            if child >= size:
+                break
+            if child + 1 < size and keys[child + 1] < keys[child]:
+                child += 1
+            if last_key <= keys[child]:
+                break
+            keys[i] = keys[child]
+            items[i] = items[child]
+            where[items[i]] = i
+            i = child
+        keys[i] = last_key
+        items[i] = last_item
+        where[last_item] = i
     return key, item, size
 
 
@@ -125,9 +139,9 @@ def shortest_augmenting_path(indptr, indices, weights, v_init, row_to_col_init):
     final = np.zeros(n_cols, np.bool_)
     touched = np.empty(n_cols, np.int64)
     finalised = np.empty(n_cols, np.int64)
-    capacity = len(weights) + n_cols + 1
-    heap_keys = np.empty(capacity)
-    heap_items = np.empty(capacity, np.int64)
+    heap_keys = np.empty(n_cols)
+    heap_items = np.empty(n_cols, np.int64)
+    where = np.full(n_cols, -1, np.int64)
     for start in range(n_rows):
         if row_to_col[start] >= 0:
             continue
@@ -144,13 +158,11 @@ def shortest_augmenting_path(indptr, indices, weights, v_init, row_to_col_init):
                 dist[b] = nd
                 pred_row[b] = start
                 pred_cost[b] = weights[e]
-                size = _heap_push(heap_keys, heap_items, size, nd, b)
+                size = _heap_set(heap_keys, heap_items, where, size, nd, b)
         sink = -1
         total = 0.0
         while size > 0:
-            key, b, size = _heap_pop(heap_keys, heap_items, size)
-            if final[b] or key > dist[b]:
-                continue
+            key, b, size = _heap_pop(heap_keys, heap_items, where, size)
             final[b] = True
             finalised[n_final] = b
             n_final += 1
@@ -174,7 +186,9 @@ def shortest_augmenting_path(indptr, indices, weights, v_init, row_to_col_init):
                     dist[b2] = nd
                     pred_row[b2] = r
                     pred_cost[b2] = weights[e]
-                    size = _heap_push(heap_keys, heap_items, size, nd, b2)
+                    size = _heap_set(heap_keys, heap_items, where, size, nd, b2)
+        for i in range(size):  # empty the heap for the next search
+            where[heap_items[i]] = -1
         if sink < 0:
             return row_to_col, v, False
         for i in range(n_final):
@@ -565,9 +579,9 @@ def release_stale_columns(col_ptr, col_rows, col_weights, row_to_col, v):
     final = np.zeros(n_cols, np.bool_)
     touched = np.empty(n_cols, np.int64)
     finalised = np.empty(n_cols, np.int64)
-    capacity = len(col_rows) + n_cols + 1
-    heap_keys = np.empty(capacity)
-    heap_items = np.empty(capacity, np.int64)
+    heap_keys = np.empty(n_cols)
+    heap_items = np.empty(n_cols, np.int64)
+    where = np.full(n_cols, -1, np.int64)
     for s in range(n_cols):
         if col_to_row[s] >= 0 or v[s] >= 0.0:
             continue
@@ -575,12 +589,10 @@ def release_stale_columns(col_ptr, col_rows, col_weights, row_to_col, v):
         touched[0] = s
         n_touched = 1
         n_final = 0
-        size = _heap_push(heap_keys, heap_items, 0, 0.0, s)
+        size = _heap_set(heap_keys, heap_items, where, 0, 0.0, s)
         best, best_c = -v[s], s
         while size > 0:
-            key, b, size = _heap_pop(heap_keys, heap_items, size)
-            if final[b] or key > dist[b]:
-                continue
+            key, b, size = _heap_pop(heap_keys, heap_items, where, size)
             if key >= best:
                 break
             final[b] = True
@@ -606,7 +618,9 @@ def release_stale_columns(col_ptr, col_rows, col_weights, row_to_col, v):
                     dist[b2] = nd
                     pred_col[b2] = b
                     pred_cost[b2] = col_weights[e]
-                    size = _heap_push(heap_keys, heap_items, size, nd, b2)
+                    size = _heap_set(heap_keys, heap_items, where, size, nd, b2)
+        for i in range(size):  # empty the heap for the next search
+            where[heap_items[i]] = -1
         for i in range(n_final):
             b = finalised[i]
             v[b] += best - dist[b]
