@@ -187,18 +187,18 @@ def test_dense_kernel_equals_scipy_with_ties_both_orientations_and_rejects_nan()
 
 def test_unchanged_part_is_the_identity_and_a_changed_one_is_solved():
     rng = np.random.default_rng(12)
-    fa, _ = iuv_like(rng, 400, 400)
+    fa, _ = iuv_like(rng, 500, 500)
     same = assign(fa, fa.copy())
     assert same.solver == "unchanged" and same.cost == 0.0
-    np.testing.assert_array_equal(same.rows, np.arange(400))
-    np.testing.assert_array_equal(same.cols, np.arange(400))
+    np.testing.assert_array_equal(same.rows, np.arange(500))
+    np.testing.assert_array_equal(same.cols, np.arange(500))
     moved = fa.copy()
     moved[17, 0] += 0.5
     result = assign(fa, moved)
     _, best = scipy_optimum(fa, moved)
     assert result.solver == "sparse-certified"
     assert result.cost == pytest.approx(0.5) and abs(result.cost - best) <= 1e-9
-    shuffled = fa[rng.permutation(400)]  # the same points in another order: solved, still cost 0
+    shuffled = fa[rng.permutation(500)]  # the same points in another order: solved, still cost 0
     result = assign(fa, shuffled)
     assert result.solver == "sparse-certified" and result.cost == pytest.approx(0.0, abs=1e-9)
 
