@@ -54,7 +54,7 @@ _ROUNDS = 12
 # Partners per violating row/column added in a repair round.
 _REPAIR_K = 4
 # Below this many rows (smaller side) the dense solver beats building a graph and certificate.
-_DENSE_BELOW = 400
+_DENSE_BELOW = 450
 # assign_many uses threads only above this many rows in all: starting them costs ~1 ms, and at the
 # latent grid (parts of ~10 px) the whole batch of frame pairs takes less (measured: 0.5x there).
 _THREADS_ABOVE = 6000
