@@ -325,23 +325,23 @@ def _offer(val, q, k, count, best_val, best_q):
 
 
 @njit(cache=True, nogil=True)
-def _scan_cell(x, c, points, potential, order, starts, k, count, worst, best_val, best_q):
-    """Offer the points of cell ``c`` to the sorted list of the ``k`` least ``‖x − q‖ − π_q``."""
+def _scan_cell(x, c, points_by_cell, potential_by_cell, order, starts, k, count, worst, best_val, best_q):
+    """Offer the points of cell ``c`` to the sorted list of the ``k`` least ``‖x − q‖ − π_q``
+    (points and potentials in the grid's cell order, so that a cell's are contiguous)."""
     for i in range(starts[c], starts[c + 1]):
-        q = order[i]
-        reach = worst + potential[q]  # ‖x − q‖ must be below this to enter the list
+        reach = worst + potential_by_cell[i]  # ‖x − q‖ must be below this to enter the list
         if reach <= 0.0:
             continue
-        d0 = x[0] - points[q, 0]
-        d1 = x[1] - points[q, 1]
-        d2 = x[2] - points[q, 2]
+        d0 = x[0] - points_by_cell[i, 0]
+        d1 = x[1] - points_by_cell[i, 1]
+        d2 = x[2] - points_by_cell[i, 2]
         squared = d0 * d0 + d1 * d1 + d2 * d2
         if squared >= reach * reach:  # no square root for the many that cannot enter
             continue
-        val = np.sqrt(squared) - potential[q]
+        val = np.sqrt(squared) - potential_by_cell[i]
         if val >= worst:
             continue
-        count = _offer(val, q, k, count, best_val, best_q)
+        count = _offer(val, order[i], k, count, best_val, best_q)
         if count == k:
             worst = best_val[k - 1]
     return count, worst
@@ -359,7 +359,9 @@ def _find_cell(keys, i0, i1, i2, dims):
 
 
 @njit(cache=True, nogil=True)
-def _least_values(x, limit, points, potential, grid, maxima, cell_size, k, best_val, best_q, stamp, mark):
+def _least_values(
+    x, limit, points_by_cell, potential_by_cell, grid, maxima, cell_size, k, best_val, best_q, stamp, mark
+):
     """Fill ``best_val``/``best_q`` with the ``k`` least ``‖x − q‖ − π_q`` below ``limit`` (sorted);
     returns how many. The query's own cell and its 26 neighbours go first (a tight bound early);
     then, block by block, the cells that could still hold a smaller value, a block or cell skipped
@@ -379,7 +381,17 @@ def _least_values(x, limit, points, potential, grid, maxima, cell_size, k, best_
                 if c >= 0:
                     stamp[c] = mark
                     count, worst = _scan_cell(
-                        x, c, points, potential, order, starts, k, count, worst, best_val, best_q
+                        x,
+                        c,
+                        points_by_cell,
+                        potential_by_cell,
+                        order,
+                        starts,
+                        k,
+                        count,
+                        worst,
+                        best_val,
+                        best_q,
                     )
     reach = (worst + block_max.max()) / cell_size + 1.0  # cells farther (per axis) cannot compete
     if reach < 1.0:
@@ -394,7 +406,7 @@ def _least_values(x, limit, points, potential, grid, maxima, cell_size, k, best_
             if _box_gap(x, box_lo[c], box_hi[c]) - cell_max[c] >= worst:
                 continue
             count, worst = _scan_cell(
-                x, c, points, potential, order, starts, k, count, worst, best_val, best_q
+                x, c, points_by_cell, potential_by_cell, order, starts, k, count, worst, best_val, best_q
             )
     return count
 
@@ -406,6 +418,8 @@ def _violations(query_points, thresholds, queries, points, potential, grid, cell
     least one is below ``thresholds[p] − tol`` (a violated dual constraint). Returns the pairs
     ``(p, q)`` (query-major) and the number of queries with a violation."""
     maxima = _cell_maxima(grid, potential)
+    points_by_cell = points[grid[0]]
+    potential_by_cell = potential[grid[0]]
     stamp = np.full(len(grid[2]), -1, np.int64)
     out_p = np.empty(len(queries) * k, np.int64)
     out_q = np.empty(len(queries) * k, np.int64)
@@ -418,8 +432,8 @@ def _violations(query_points, thresholds, queries, points, potential, grid, cell
         count = _least_values(
             query_points[p],
             thresholds[p] + tol,
-            points,
-            potential,
+            points_by_cell,
+            potential_by_cell,
             grid,
             maxima,
             cell_size,
