@@ -85,7 +85,15 @@ def match_hungarian(ref: np.ndarray, cur: np.ndarray, workers: int = 1) -> tuple
     return _scatter(problems, results, cur.shape[0])
 
 
-def _match_pairs(iuv: np.ndarray, pairs: list[tuple[int, int]], workers: int) -> list:
+def _progress(pairs: list, iuv: np.ndarray, reference: str):
+    """Progress bar over frame pairs (shown for videos of 16 frames or more)."""
+    from tqdm import tqdm
+
+    g = iuv.shape[1]
+    return tqdm(total=len(pairs), desc=f"correspond {g}² {reference}", unit="pair", disable=len(pairs) < 15)
+
+
+def _match_pairs(iuv: np.ndarray, pairs: list[tuple[int, int]], workers: int, progress) -> list:
     """``match_hungarian`` of every ``(reference, frame)`` pair, all parts of all pairs sharing the
     ``workers`` threads (in batches, so that only a few frames' features are held at once); each
     frame's features are computed once."""
@@ -98,6 +106,7 @@ def _match_pairs(iuv: np.ndarray, pairs: list[tuple[int, int]], workers: int) ->
         flat = [(fr, fc) for pair in problems for _, fr, _, fc in pair]
         results = iter(assign_many(flat, workers=workers))
         out += [_scatter(pair, [next(results) for _ in pair], iuv.shape[1]) for pair in problems]
+        progress.update(len(chunk))
     return out
 
 
@@ -152,17 +161,19 @@ def correspond(
             log.warning("frame %d or its reference %d has no foreground: empty map", i, r)
             continue
         pairs.append((r, i))
-    if method == "surface":
-        matches = [match_surface(points[r], points[i], radius) for r, i in pairs]
-    elif reference == "prev_new":  # each reference is the previous aligned map: one pair at a time
-        matches = []
-        for r, i in pairs:
-            matches.append(match_hungarian(aligned[r], iuv[i], workers))
-            src = matches[-1][0]
-            matched = src >= 0
-            aligned[i][matched] = aligned[r].reshape(-1, 3)[src[matched]]
-    else:  # independent pairs: all of them share the threads
-        matches = _match_pairs(iuv, pairs, workers)
+    with _progress(pairs, iuv, reference) as progress:
+        if method == "surface":
+            matches = [match_surface(points[r], points[i], radius) for r, i in pairs]
+        elif reference == "prev_new":  # each reference is the previous aligned map: one at a time
+            matches = []
+            for r, i in pairs:
+                matches.append(match_hungarian(aligned[r], iuv[i], workers))
+                src = matches[-1][0]
+                matched = src >= 0
+                aligned[i][matched] = aligned[r].reshape(-1, 3)[src[matched]]
+                progress.update()
+        else:  # independent pairs: all of them share the threads
+            matches = _match_pairs(iuv, pairs, workers, progress)
     for (_, i), (src, c, solver) in zip(pairs, matches):
         source[i], cost[i] = src, c
         solvers.update(s for s in solver.split(",") if s)

@@ -52,7 +52,8 @@ def compute_correspondences(
     workers: int = 1,
 ) -> dict[str, dict]:
     """Correspondences at the latent and guidance grids: ``{grid_name: correspond(...) result}``;
-    ``workers`` threads share the body parts of each frame pair."""
+    ``workers`` threads share the body parts of each frame pair (``prev_new``, whose references are
+    chained) or of all frame pairs at once (``prev``, ``first``)."""
     res = render["iuv"].shape[1]
     out = {}
     for name, g in grids(res).items():
