@@ -173,10 +173,13 @@ def assign(
     return _result(fa, fb, row_to_col, "sparse-certified", flip)
 
 
-def assign_many(problems, workers: int = 1, **kwargs) -> list[Assignment]:
+def assign_many(
+    problems, workers: int = 1, pool: ThreadPoolExecutor | None = None, **kwargs
+) -> list[Assignment]:
     """``assign`` on each ``(fa, fb)`` of ``problems`` (e.g. all parts of some frame pairs), largest
     first over ``workers`` threads; results in input order. The compiled kernels release the GIL, so
-    threads run parts in parallel; ``workers=1`` runs inline."""
+    threads run parts in parallel; ``workers=1`` runs inline. ``pool``: an executor with at least
+    ``workers`` threads to reuse across calls (else one is started for this call)."""
     problems = list(problems)
     sizes = [min(len(fa), len(fb)) for fa, fb in problems]
     if workers <= 1 or len(problems) < 2 or sum(sizes) <= _THREADS_ABOVE:
@@ -193,7 +196,9 @@ def assign_many(problems, workers: int = 1, **kwargs) -> list[Assignment]:
         while (i := take_next()) is not None:
             results[i] = assign(*problems[i], **kwargs)
 
-    with ThreadPoolExecutor(workers) as pool:
-        for future in [pool.submit(work) for _ in range(workers)]:
-            future.result()
+    if pool is None:
+        with ThreadPoolExecutor(workers) as own_pool:
+            return assign_many(problems, workers, own_pool, **kwargs)
+    for future in [pool.submit(work) for _ in range(workers)]:
+        future.result()
     return results
