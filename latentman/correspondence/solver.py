@@ -14,7 +14,8 @@ Every result is exact; ``Assignment.solver`` says how it was obtained:
     gives up on.
 ``"sparse-certified"`` (kernels in ``sparse_lap.py``, compiled with numba)
     1. Candidate graph: the ``k`` nearest columns of every row and the ``k_columns`` nearest rows of
-       every column (exact, on a table of cells), plus one full matching so the graph always has one.
+       every column that no row lists (exact, on a table of cells), plus one full matching so the
+       graph always has one.
     2. Optimum on that graph by shortest augmenting paths (Dijkstra over reduced costs), which
        also gives the LP duals ``u`` (rows) and ``v ≤ 0`` (columns, 0 where unmatched).
     3. Certificate against the FULL dense cost (LP duality): the matching is optimal when every
@@ -45,18 +46,19 @@ from scipy.spatial.distance import cdist
 
 from latentman.correspondence import dense_lap, sparse_lap
 
-# Candidate graph: each row's _K nearest columns and each column's _K_COLUMNS nearest rows
-# (measured on synthetic and rendered parts: 10/3 is ~10 % faster than 6/6).
+# Candidate graph: each row's _K nearest columns and, for columns no row lists, their _K_COLUMNS
+# nearest rows (measured on synthetic and rendered parts: 8-12 / 3-6 are flat, 10/3 fastest).
 _K = 10
 _K_COLUMNS = 3
 # Default repair rounds before the dense solver.
 _ROUNDS = 12
 # Partners per violating row/column added in a repair round.
 _REPAIR_K = 4
-# Below this many rows (smaller side) the dense solver beats building a graph and certificate.
+# Up to this many rows (smaller side) the compiled dense solver beats building a graph and a
+# certificate (measured per size bucket on real parts: crossover 400-500).
 _DENSE_BELOW = 450
 # assign_many uses threads only above this many rows in all: starting them costs ~1 ms, and at the
-# latent grid (parts of ~10 px) the whole batch of frame pairs takes less (measured: 0.5x there).
+# latent grid (parts of ~10 px) a whole batch of frame pairs takes less (measured: 0.5x there).
 _THREADS_ABOVE = 6000
 
 

@@ -1,7 +1,8 @@
 """Compiled kernels of the sparse exact assignment solver (numba; called by ``solver.py``).
 
-``solve_certified`` runs the whole sparse path of one part in compiled code (no Python between
-rounds); its pieces:
+``solve_part`` runs the whole sparse path of one part in one compiled call: ``candidate_graph``
+(exact k nearest neighbours on a table of cells) then ``solve_certified`` (no Python between
+rounds), whose pieces are:
 
 ``shortest_augmenting_path``
     Rectangular assignment (every row matched, ``n_rows ≤ n_cols``) on a sparse graph in CSR form:
@@ -21,7 +22,8 @@ rounds); its pieces:
     grid; a cell is skipped when ``dist(p, cell box) − max π in cell`` already reaches ``t_p``.
 
 All kernels release the GIL (``nogil``), so parts can be solved on several threads. They are
-compiled on first use and cached on disk by numba (``cache=True``; ~15 s once per checkout).
+compiled on first use and cached on disk by numba (``cache=True``; ~25 s once per checkout, with
+the dense kernel of ``dense_lap.py``).
 """
 
 from __future__ import annotations
