@@ -22,8 +22,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from latentman.correspondence.match import correspond, downsample, part_features
-from latentman.correspondence.solver import assign, assign_many, dense_cost
-from latentman.correspondence.sparse_lap import compile_kernels
+from latentman.correspondence.solver import assign, assign_many, compile_kernels, dense_cost
 
 
 def synthetic_iuv(frames: int, res: int = 512, seed: int = 0) -> np.ndarray:

@@ -22,16 +22,14 @@ rounds), whose pieces are:
     grid; a cell is skipped when ``dist(p, cell box) − max π in cell`` already reaches ``t_p``.
 
 All kernels release the GIL (``nogil``), so parts can be solved on several threads. They are
-compiled on first use and cached on disk by numba (``cache=True``; ~25 s once per checkout, with
-the dense kernel of ``dense_lap.py``).
+compiled on first use and cached on disk by numba (``cache=True``; with the dense kernel of
+``dense_lap.py`` ~25 s once per checkout: ``solver.compile_kernels``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
-
-from latentman.correspondence.dense_lap import dense_assignment
 
 # Cells per block edge in the certificate's grid (two levels: blocks of cells, cells of points).
 _BLOCK = 4
@@ -395,8 +393,7 @@ def _least_values(
                         best_val,
                         best_q,
                     )
-    reach = (worst + block_max.max()) / cell_size + 1.0  # cells farther (per axis) cannot compete
-    if reach < 1.0:
+    if worst + block_max.max() < 0.0:  # every value ‖x − q‖ − π_q ≥ −max π already exceeds worst
         return count
     for b in range(len(block_starts) - 1):
         if _box_gap(x, block_lo[b], block_hi[b]) - block_max[b] >= worst:
@@ -847,17 +844,3 @@ def solve_part(fa, fb, k, k_columns, repair_k, max_rounds, tol):
     ``solve_certified``. Returns ``(row_to_col, status, rounds)`` as that does."""
     rows, cols, kth = candidate_graph(fa, fb, k, k_columns)
     return solve_certified(fa, fb, rows, cols, kth, _certificate_cell(fb, kth), repair_k, max_rounds, tol)
-
-
-def compile_kernels() -> None:
-    """Compile (or load from numba's on-disk cache) the solver now, with the argument types it
-    is called with, so that the first real problem is not charged for it (benchmarks call this)."""
-    rng = np.random.default_rng(0)
-    fa = rng.normal(size=(6, 3))
-    fb = np.vstack([fa[::-1], rng.normal(size=(2, 3))])
-    rows = np.repeat(np.arange(6), 2).astype(np.int64)
-    cols = np.tile(np.arange(2), 6).astype(np.int64)
-    cols[::2] = np.arange(6)
-    solve_certified(fa, fb, rows, cols, np.zeros(6), 1.0, 2, 3, 1e-9)
-    solve_part(fa, fb, 3, 2, 2, 3, 1e-9)
-    dense_assignment(fa, fb)
