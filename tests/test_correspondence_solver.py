@@ -183,6 +183,8 @@ def test_dense_kernel_equals_scipy_with_ties_both_orientations_and_rejects_nan()
         assert abs(result.cost - best) <= 1e-9 * max(1.0, best)
     with pytest.raises(ValueError, match="not finite"):
         solve_dense(np.array([[np.nan, 0.0, 0.0]]), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="not finite"):
+        solve_dense(np.zeros((2, 3)), np.array([[np.inf, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]))
 
 
 def test_unchanged_part_is_the_identity_and_a_changed_one_is_solved():
@@ -194,12 +196,12 @@ def test_unchanged_part_is_the_identity_and_a_changed_one_is_solved():
     np.testing.assert_array_equal(same.cols, np.arange(500))
     moved = fa.copy()
     moved[17, 0] += 0.5
-    result = assign(fa, moved)
+    result = assign(fa, moved, dense_below=8)
     _, best = scipy_optimum(fa, moved)
     assert result.solver == "sparse-certified"
     assert result.cost == pytest.approx(0.5) and abs(result.cost - best) <= 1e-9
     shuffled = fa[rng.permutation(500)]  # the same points in another order: solved, still cost 0
-    result = assign(fa, shuffled)
+    result = assign(fa, shuffled, dense_below=8)
     assert result.solver == "sparse-certified" and result.cost == pytest.approx(0.0, abs=1e-9)
 
 
@@ -303,12 +305,12 @@ def shape_change(rng, n, shift):
 def test_far_optimum_is_still_certified_and_equals_scipy(n, shift):
     rng = np.random.default_rng(n)
     fa, fb = shape_change(rng, n, shift)
-    result = assign(fa, fb)
+    result = assign(fa, fb, dense_below=8)
     _, best = scipy_optimum(fa, fb)
     check_valid(result, fa, fb)
     assert result.solver == "sparse-certified"
     assert abs(result.cost - best) <= 1e-9 * best
-    again = assign(fa, fb)  # deterministic: the same pairs, not just the same cost
+    again = assign(fa, fb, dense_below=8)  # deterministic: the same pairs, not just the same cost
     np.testing.assert_array_equal(again.cols, result.cols)
 
 

@@ -55,8 +55,8 @@ _ROUNDS = 12
 # Partners per violating row/column added in a repair round.
 _REPAIR_K = 4
 # Up to this many rows (smaller side) the compiled dense solver beats building a graph and a
-# certificate (measured per size bucket on real parts: crossover 400-500).
-_DENSE_BELOW = 450
+# certificate (measured per size bucket on real and synthetic parts: crossover 800-1000).
+_DENSE_BELOW = 800
 # assign_many uses threads only above this many rows in all: starting them costs ~1 ms, and at the
 # latent grid (parts of ~10 px) a whole batch of frame pairs takes less (measured: 0.5x there).
 _THREADS_ABOVE = 6000
@@ -76,14 +76,6 @@ def dense_cost(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
     """Euclidean distances ``(n_a, n_b)`` float64 between rows of ``fa`` and ``fb`` (direct
     differences, so exact ties stay exact ties)."""
     return cdist(fa, fb)
-
-
-def exact_cost(fa: np.ndarray, fb: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> float:
-    """Total cost of the given pairs, computed directly (no expansion round-off)."""
-    if len(rows) == 0:
-        return 0.0
-    diff = np.asarray(fa, np.float64)[rows] - np.asarray(fb, np.float64)[cols]
-    return float(np.sqrt((diff * diff).sum(1)).sum())
 
 
 def _empty(solver: str) -> Assignment:
@@ -127,7 +119,7 @@ def _result(fa, fb, row_to_col, solver: str, flip: bool) -> Assignment:
     """``Assignment`` of the oriented problem, turned back to the caller's rows and columns."""
     rows = np.arange(len(fa))
     row_to_col = np.asarray(row_to_col, np.int64)
-    cost = exact_cost(fa, fb, rows, row_to_col)
+    cost = dense_lap.assignment_cost(fa, fb, row_to_col)
     if flip:
         order = np.argsort(row_to_col, kind="stable")
         return Assignment(row_to_col[order], rows[order], cost, solver)
@@ -218,4 +210,4 @@ def compile_kernels() -> None:
     cols[::2] = np.arange(6)
     sparse_lap.solve_certified(fa, fb, rows, cols, np.zeros(6), 1.0, 2, 3, 1e-9)
     sparse_lap.solve_part(fa, fb, 3, 2, 2, 3, 1e-9)
-    dense_lap.dense_assignment(fa, fb)
+    dense_lap.assignment_cost(fa, fb, dense_lap.dense_assignment(fa, fb)[0])
