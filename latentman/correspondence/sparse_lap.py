@@ -809,11 +809,28 @@ def solve_certified(fa, fb, rows, cols, kth, cell_size, repair_k, max_rounds, to
                 return row_to_col, 3, round_index
         # A row proven in an earlier round stays proven while its u has not grown (beyond round-off,
         # which at most doubles the tolerance of its proof) and no column's v has grown (c − v only
-        # rises then): only the other rows are searched again.
-        for b in range(n_b):
-            if v[b] > proven_v[b]:
+        # rises then): only the other rows are searched again. Columns whose v grew (a stale release
+        # raises some): when they are fewer than half the proven rows, each is checked against every
+        # row and the rows it violates lose their proof; else every proof is dropped (measured:
+        # 1.05-1.15x on the real parts above 800 px, no loss on synthetic ones).
+        grown = np.flatnonzero(v > proven_v)
+        if len(grown) > 0:
+            n_proven = 0
+            for a in range(n_a):
+                n_proven += proven_u[a] > -np.inf
+            if 2 * len(grown) > n_proven:
                 proven_u[:] = -np.inf
-                break
+            else:
+                if not have_grid_a:
+                    grid_a = _build_grid(fa, cell_size)
+                    have_grid_a = True
+                chunk = max(1, 1_000_000 // n_a)  # _violations keeps up to n_a rows per column
+                for start in range(0, len(grown), chunk):
+                    _, hit_rows, _ = _violations(
+                        fb, v, grown[start : start + chunk], fa, u, grid_a, cell_size, n_a, tol
+                    )
+                    for a in hit_rows:
+                        proven_u[a] = -np.inf
         n_open = 0
         open_rows = np.empty(n_a, np.int64)
         for a in range(n_a):
