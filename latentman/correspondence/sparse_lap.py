@@ -502,6 +502,22 @@ def _shell_search(x, k, low, dims, cell_size, counts, members, by_cell, best_val
 
 
 @njit(cache=True, nogil=True)
+def _group_by_cell(cell_of, n_cells):
+    """Counting sort of items by cell: cell ``c`` holds ``order[starts[c]:starts[c + 1]]``."""
+    starts = np.zeros(n_cells + 1, np.int64)
+    for i in range(len(cell_of)):
+        starts[cell_of[i] + 1] += 1
+    for c in range(n_cells):
+        starts[c + 1] += starts[c]
+    fill = starts[:-1].copy()
+    order = np.empty(len(cell_of), np.int64)
+    for i in range(len(cell_of)):
+        order[fill[cell_of[i]]] = i
+        fill[cell_of[i]] += 1
+    return starts, order
+
+
+@njit(cache=True, nogil=True)
 def nearest_neighbours(query_points, points, k, cell_size):
     """Exact ``k`` nearest ``points`` of every query point (3-D): indices ``(n_q, k)`` and
     distances, both sorted by distance. Points are bucketed in a dense table of cubic cells.
@@ -512,16 +528,7 @@ def nearest_neighbours(query_points, points, k, cell_size):
     n = len(points)
     low, dims, cell_of = _cell_keys(points, cell_size)
     n_cells = dims[0] * dims[1] * dims[2]
-    counts = np.zeros(n_cells + 1, np.int64)
-    for q in range(n):
-        counts[cell_of[q] + 1] += 1
-    for c in range(n_cells):
-        counts[c + 1] += counts[c]
-    fill = counts[:-1].copy()
-    members = np.empty(n, np.int64)
-    for q in range(n):
-        members[fill[cell_of[q]]] = q
-        fill[cell_of[q]] += 1
+    counts, members = _group_by_cell(cell_of, n_cells)
     k = min(k, n)
     by_cell = points[members]  # the points in cell order: each cell's coordinates contiguous
     n_q = len(query_points)
@@ -531,7 +538,7 @@ def nearest_neighbours(query_points, points, k, cell_size):
         c1 = min(max(int(np.floor((query_points[p, 1] - low[1]) / cell_size)), 0), dims[1] - 1)
         c2 = min(max(int(np.floor((query_points[p, 2] - low[2]) / cell_size)), 0), dims[2] - 1)
         query_cell[p] = (c0 * dims[1] + c1) * dims[2] + c2
-    query_order = np.argsort(query_cell, kind="mergesort")
+    query_starts, query_order = _group_by_cell(query_cell, n_cells)
     offsets = np.empty((27, 3), np.int64)  # own cell, 6 faces, 12 edges, 8 corners
     t = 0
     for ring in range(4):
@@ -548,12 +555,10 @@ def nearest_neighbours(query_points, points, k, cell_size):
     near_x, near_y, near_z = np.empty(n), np.empty(n), np.empty(n)  # the cube's points (SoA: SIMD)
     near_index = np.empty(n, np.int64)
     squared = np.empty(n)
-    j = 0
-    while j < n_q:
-        cell = query_cell[query_order[j]]
-        end = j
-        while end < n_q and query_cell[query_order[end]] == cell:
-            end += 1
+    for cell in range(n_cells):
+        j, end = query_starts[cell], query_starts[cell + 1]
+        if j == end:
+            continue
         c2 = cell % dims[2]
         c1 = (cell // dims[2]) % dims[1]
         c0 = cell // (dims[2] * dims[1])
@@ -600,7 +605,6 @@ def nearest_neighbours(query_points, points, k, cell_size):
             for t in range(k):
                 near[p, t] = best_q[t]
                 dist[p, t] = np.sqrt(best_val[t])
-        j = end
     return near, dist
 
 
