@@ -278,16 +278,18 @@ def test_solve_certified_reports_why_it_gives_up():
     fa = np.array([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0]])
     fb = np.array([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0], [3.0, 0, 0]])
     rows, cols = np.array([0, 1, 2], np.int64), np.array([0, 0, 2], np.int64)
-    _, status, _ = sparse_lap.solve_certified(fa, fb, rows, cols, np.zeros(3), 1.0, 4, 3, 1e-9)
+    _, status, _ = sparse_lap.solve_certified(fa, fb, rows, cols, np.zeros(3), 1.0, 4, 3, 1e-9, 3)
     assert status == 1  # no full matching on the graph
     fa2, fb2 = np.array([[0.0, 0, 0], [10.0, 0, 0]]), np.array([[10.0, 0, 0], [0.0, 0, 0]])
     ident = np.array([0, 1], np.int64)
-    _, status, _ = sparse_lap.solve_certified(fa2, fb2, ident, ident, np.zeros(2), 1.0, 4, 0, 1e-9)
+    _, status, _ = sparse_lap.solve_certified(fa2, fb2, ident, ident, np.zeros(2), 1.0, 4, 0, 1e-9, 2)
     assert status == 2  # the optimum is off the graph and no repair round was allowed
     row_to_col, status, rounds = sparse_lap.solve_certified(
-        fa2, fb2, ident, ident, np.zeros(2), 1.0, 4, 3, 1e-9
+        fa2, fb2, ident, ident, np.zeros(2), 1.0, 4, 3, 1e-9, 2
     )
     assert status == 0 and rounds == 1 and list(row_to_col) == [1, 0]
+    _, status, rounds = sparse_lap.solve_certified(fa2, fb2, ident, ident, np.zeros(2), 1.0, 4, 3, 1e-9, 1)
+    assert status == 2 and rounds == 0  # both rows violated in the first round: a hard part, go dense
 
 
 def shape_change(rng, n, shift):
@@ -305,13 +307,15 @@ def shape_change(rng, n, shift):
 def test_far_optimum_is_still_certified_and_equals_scipy(n, shift):
     rng = np.random.default_rng(n)
     fa, fb = shape_change(rng, n, shift)
-    result = assign(fa, fb, dense_below=8)
+    result = assign(fa, fb, dense_below=8, hard_share=1.0)  # through the repair rounds
     _, best = scipy_optimum(fa, fb)
     check_valid(result, fa, fb)
     assert result.solver == "sparse-certified"
     assert abs(result.cost - best) <= 1e-9 * best
-    again = assign(fa, fb, dense_below=8)  # deterministic: the same pairs, not just the same cost
+    again = assign(fa, fb, dense_below=8, hard_share=1.0)  # deterministic: the same pairs
     np.testing.assert_array_equal(again.cols, result.cols)
+    hard = assign(fa, fb, dense_below=8)  # by default such a part is found hard and solved densely
+    assert hard.solver == "dense" and abs(hard.cost - best) <= 1e-9 * best
 
 
 def test_nearest_neighbours_are_exact_for_any_cell_size():

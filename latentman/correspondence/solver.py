@@ -57,6 +57,12 @@ _REPAIR_K = 4
 # Up to this many rows (smaller side) the compiled dense solver beats building a graph and a
 # certificate (measured per size bucket on real and synthetic parts: crossover 800-1000).
 _DENSE_BELOW = 800
+# A part of up to _HARD_BELOW rows whose first certificate finds more than _HARD_SHARE of its rows
+# violated goes dense at once: its optimum is far from the kNN graph and the repair rounds would
+# cost more (measured on real and synthetic parts of 700-2200 px: dense wins or ties on every such
+# part up to 1000 px; above, dense costs up to 3x more).
+_HARD_BELOW = 1000
+_HARD_SHARE = 0.1
 # assign_many uses threads only above this many rows in all: starting them costs ~1 ms, and at the
 # latent grid (parts of ~10 px) a whole batch of frame pairs takes less (measured: 0.5x there).
 _THREADS_ABOVE = 6000
@@ -133,6 +139,7 @@ def assign(
     dense_below: int = _DENSE_BELOW,
     edges: tuple[np.ndarray, np.ndarray] | None = None,
     rounds: int = _ROUNDS,
+    hard_share: float = _HARD_SHARE,
 ) -> Assignment:
     """Optimal rectangular assignment between feature sets (rows ``fa``, columns ``fb``).
 
@@ -140,7 +147,8 @@ def assign(
     ``"dense"`` (small problems, or fallback when the sparse graph could not be certified).
     ``dense_below``: problems whose smaller side has at most this many points go straight to the
     dense solver. ``edges`` (rows, cols) replaces the kNN candidate graph (tests use it to force a
-    graph that misses the optimum); ``rounds`` bounds the certificate-repair rounds.
+    graph that misses the optimum); ``rounds`` bounds the certificate-repair rounds; a part of up to
+    1000 rows with more than ``hard_share`` of its rows violated in the first round goes dense.
     """
     if min(len(fa), len(fb)) == 0:
         return _empty("dense")
@@ -154,13 +162,14 @@ def assign(
     fa, fb, flip = _oriented(fa, fb)
     tol = 1e-10 * (1.0 + float(max(np.abs(fa).max(), np.abs(fb).max())))
     if edges is None:
-        row_to_col, status, _ = sparse_lap.solve_part(fa, fb, k, _K_COLUMNS, _REPAIR_K, rounds, tol)
+        hard = int(hard_share * len(fa)) if len(fa) <= _HARD_BELOW else len(fa)
+        row_to_col, status, _ = sparse_lap.solve_part(fa, fb, k, _K_COLUMNS, _REPAIR_K, rounds, tol, hard)
     else:
         rows, cols = (np.asarray(e, np.int64) for e in (edges[::-1] if flip else edges))
         no_shortcut = np.zeros(len(fa))  # nothing is known about columns outside a given graph
         cell = sparse_lap._certificate_cell(fb, no_shortcut)
         row_to_col, status, _ = sparse_lap.solve_certified(
-            fa, fb, rows, cols, no_shortcut, cell, _REPAIR_K, rounds, tol
+            fa, fb, rows, cols, no_shortcut, cell, _REPAIR_K, rounds, tol, len(fa)
         )
     if status != 0:
         return solve_dense(*((fb, fa) if flip else (fa, fb)))
@@ -208,6 +217,6 @@ def compile_kernels() -> None:
     rows = np.repeat(np.arange(6), 2).astype(np.int64)
     cols = np.tile(np.arange(2), 6).astype(np.int64)
     cols[::2] = np.arange(6)
-    sparse_lap.solve_certified(fa, fb, rows, cols, np.zeros(6), 1.0, 2, 3, 1e-9)
-    sparse_lap.solve_part(fa, fb, 3, 2, 2, 3, 1e-9)
+    sparse_lap.solve_certified(fa, fb, rows, cols, np.zeros(6), 1.0, 2, 3, 1e-9, 6)
+    sparse_lap.solve_part(fa, fb, 3, 2, 2, 3, 1e-9, 6)
     dense_lap.assignment_cost(fa, fb, dense_lap.dense_assignment(fa, fb)[0])

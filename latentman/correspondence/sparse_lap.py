@@ -752,7 +752,7 @@ def _append(buffer, n, values):
 
 
 @njit(cache=True, nogil=True)
-def solve_certified(fa, fb, rows, cols, kth, cell_size, repair_k, max_rounds, tol):
+def solve_certified(fa, fb, rows, cols, kth, cell_size, repair_k, max_rounds, tol, max_violating):
     """Optimal assignment of all rows of ``fa`` (``n_a ≤ n_b``) to columns of ``fb`` under the
     Euclidean cost, proven against the FULL dense cost. The rounds of ``solver.py``'s docstring:
     solve on the graph (warm started after the first round), repair unmatched columns' duals,
@@ -760,9 +760,12 @@ def solve_certified(fa, fb, rows, cols, kth, cell_size, repair_k, max_rounds, to
     reduced-cost partners, repeat.
 
     ``rows, cols``: the starting graph's pairs (duplicates allowed); ``kth[a]``: no column outside
-    row ``a``'s starting neighbours is closer (0 when unknown). Returns ``(row_to_col, status,
-    rounds)``: status 0 = certified optimal, 1 = no full matching on the graph, 2 = not certified
-    within ``max_rounds`` repair rounds, 3 = the duals failed their consistency check.
+    row ``a``'s starting neighbours is closer (0 when unknown). ``max_violating``: when the first
+    certificate finds more rows than this violated, the part is hard (its optimum is far from the
+    graph's) and the call gives up at once (status 2) so the caller can solve it densely. Returns
+    ``(row_to_col, status, rounds)``: status 0 = certified optimal, 1 = no full matching on the
+    graph, 2 = not certified within ``max_rounds`` repair rounds (or hard), 3 = the duals failed their
+    consistency check.
     """
     n_a, n_b = len(fa), len(fb)
     grid_b = _build_grid(fb, cell_size)
@@ -846,6 +849,8 @@ def solve_certified(fa, fb, rows, cols, kth, cell_size, repair_k, max_rounds, to
         )
         if n_violating == 0:
             return row_to_col, 0, round_index
+        if round_index == 0 and n_violating > max_violating:
+            return row_to_col, 2, 0
         for i in range(n_open):
             proven_u[open_rows[i]] = u[open_rows[i]]
         for a in bad_r:
@@ -939,8 +944,9 @@ def candidate_graph(fa, fb, k, k_columns):
 
 
 @njit(cache=True, nogil=True)
-def solve_part(fa, fb, k, k_columns, repair_k, max_rounds, tol):
+def solve_part(fa, fb, k, k_columns, repair_k, max_rounds, tol, max_violating):
     """The whole sparse path of one part (``n_a ≤ n_b``) in one call: candidate graph, then
     ``solve_certified``. Returns ``(row_to_col, status, rounds)`` as that does."""
     rows, cols, kth = candidate_graph(fa, fb, k, k_columns)
-    return solve_certified(fa, fb, rows, cols, kth, _certificate_cell(fb, kth), repair_k, max_rounds, tol)
+    cell = _certificate_cell(fb, kth)
+    return solve_certified(fa, fb, rows, cols, kth, cell, repair_k, max_rounds, tol, max_violating)
