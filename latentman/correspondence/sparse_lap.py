@@ -923,9 +923,11 @@ def candidate_graph(fa, fb, k, k_columns):
     near_a = np.empty((len(unlisted), kb), np.int64)
     if len(unlisted) > 0:
         near_a, _ = nearest_neighbours(fb[unlisted], fa, kb, _spacing_cell(fa))
-    # The full matching: rows and columns paired in order along the first feature axis.
-    seed_r = np.argsort(fa[:, 0], kind="mergesort")
-    seed_c = np.argsort(fb[:, 0], kind="mergesort")[(np.arange(n_a) * n_b) // n_a]
+    # The full matching: rows and columns paired in index order (a part's pixels come in raster
+    # order in both frames, so these are near pairs; measured 1.05-1.2x faster than pairing them in
+    # order along a feature axis, which needed two sorts).
+    seed_r = np.arange(n_a)
+    seed_c = (np.arange(n_a) * n_b) // n_a
     n_pairs = n_a * ka + len(unlisted) * kb + n_a
     rows = np.empty(n_pairs, np.int64)
     cols = np.empty(n_pairs, np.int64)
