@@ -23,7 +23,7 @@ rounds), whose pieces are:
 
 All kernels release the GIL (``nogil``), so parts can be solved on several threads. They are
 compiled on first use and cached on disk by numba (``cache=True``; with the dense kernel of
-``dense_lap.py`` ~25 s once per checkout: ``solver.compile_kernels``).
+``dense_lap.py`` ~30 s once per checkout: ``solver.compile_kernels``).
 """
 
 from __future__ import annotations
