@@ -130,7 +130,7 @@ def main():
             f"total cost ours {c_ours:.6f} scipy {c_scipy:.6f} (rel. diff {rel:.1e}, equal: {rel < 1e-6}); "
             f"solvers {solvers}"
         )
-        for low, high in ((0, 450), (450, 1000), (1000, 10**9)):  # 0-450: the dense path
+        for low, high in ((0, 450), (450, 1000), (1000, 10**9)):  # dense path: up to 800 px
             sel = (size >= low) & (size < high)
             if sel.any():
                 print(
