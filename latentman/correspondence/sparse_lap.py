@@ -466,15 +466,14 @@ def _cube_cover(x, low, dims, cell_size, c0, c1, c2, r):
 
 
 @njit(cache=True, nogil=True)
-def _shell_search(x, k, low, dims, cell_size, counts, members, by_cell, best_val, best_q, r0, count):
-    """Go on with the ascending list of the ``count`` least squared distances from ``x`` (the cube
-    of cells within ``r0 − 1`` of its own already scanned): shells of cells ``r0, r0 + 1, …`` until
-    the cube searched is farther than the k-th best."""
+def _shell_search(
+    x, c0, c1, c2, k, low, dims, cell_size, counts, members, by_cell, best_val, best_q, r0, count
+):
+    """Go on with the ascending list of the ``count`` least squared distances from ``x`` (in cell
+    ``c0, c1, c2``, clipped to the grid; the cube of cells within ``r0 − 1`` of it already scanned):
+    shells of cells ``r0, r0 + 1, …`` until the cube searched is farther than the k-th best."""
     largest = max(dims[0], max(dims[1], dims[2]))
     x0, x1, x2 = x[0], x[1], x[2]
-    c0 = min(max(int(np.floor((x0 - low[0]) / cell_size)), 0), dims[0] - 1)
-    c1 = min(max(int(np.floor((x1 - low[1]) / cell_size)), 0), dims[1] - 1)
-    c2 = min(max(int(np.floor((x2 - low[2]) / cell_size)), 0), dims[2] - 1)
     worst = best_val[k - 1] if count == k else np.inf
     for r in range(r0, largest + 1):
         for i0 in range(max(c0 - r, 0), min(c0 + r, dims[0] - 1) + 1):
@@ -590,6 +589,9 @@ def nearest_neighbours(query_points, points, k, cell_size):
             if count < k or worst > cover * cover:
                 _shell_search(
                     query_points[p],
+                    c0,
+                    c1,
+                    c2,
                     k,
                     low,
                     dims,
