@@ -268,3 +268,24 @@ def test_generate_video_files(models_dir, tmp_path):
     with pytest.raises(IntermediateFileError, match="asks for 5"):
         generate_video(row | {"frames": 5}, settings(), TINY, render, corr, models_dir, "cpu")
     assert not list(tmp_path.glob("v/.tmp*"))
+
+
+def test_pwg_gradient_study_reports_every_guided_step(pipe):
+    from latentman.generation.pwg_study import gradient_study
+
+    s = settings("latentman", steps=4, pwg={"gradient": "unet", "delta": 0.5}, chunk_size=2)
+    frames = 3
+    plain = final_latents(pipe, s, frames=frames)
+    study = gradient_study(pipe, "a person", "", control(frames), correspondence(frames), s, 5)
+    assert study["steps"] == [1, 2]
+    assert len(study["per_chunk"]) == 2 * 2  # two guided steps, two chunks (frames 0-1, 2)
+    assert [r["frames"] for r in study["per_chunk"][:2]] == [[0, 1], [2]]
+    for record in study["per_chunk"]:
+        assert -1.0 <= record["cos_unet"] <= 1.0 and -1.0 <= record["cos_decoder"] <= 1.0
+        assert record["norm_full"] > 0 and record["loss"] > 0
+    assert len(study["loss_guided"]) == len(study["loss_unguided"]) == 2
+    # the guided first step's loss equals the unguided run's: guidance acts after it
+    assert study["loss_guided"][0] == pytest.approx(study["loss_unguided"][0], rel=1e-6)
+    # the probe only observes: the same settings give the same latents with and without it
+    assert torch.equal(final_latents(pipe, s, frames=frames), plain)
+    assert pipe.gradient_probe is None

@@ -120,7 +120,12 @@ def generate_video(
         "dtype": str(pipe.dtype).replace("torch.", ""),
         "wall_time_s": round(wall, 3),
         "peak_memory_mb": round(_peak_memory_mb(torch_device), 1),
-        "note": "random weights: frames are structured noise, not pictures" if models.random_weights else "",
+        "note": models.note,
+        # PWG loss ω (summed over frames) at every guided step: does guidance lower it?
+        "pwg_losses": {
+            "steps": [k for k, _ in pipe.guidance_losses],
+            "loss": [round(v, 6) for _, v in pipe.guidance_losses],
+        },
     }
     return frames, attrs
 
@@ -149,7 +154,7 @@ def read_frames(path) -> tuple[np.ndarray, dict]:
         attrs = {}
         for key in h5.attrs:
             value = h5.attrs[key]
-            if key in ("settings", "model_ids", "model_hashes", "versions"):
+            if key in ("settings", "model_ids", "model_hashes", "versions", "pwg_losses"):
                 value = get_json_attr(h5, key)
             elif isinstance(value, bytes):
                 value = value.decode()
@@ -166,11 +171,14 @@ def input_files(
 ):
     """Input files of rule generate: the render, the variant's correspondence file (when SLA or PWG is
     on) and the embedded-tiny model folder when the config uses it (path patterns from rules/common.smk)."""
-    from latentman.models import needs_embedded_tiny
+    from latentman.models import TOY_DIR, needs_embedded_tiny
 
     inputs = {"render": render.format(prompt=prompt)}
     if settings["sla"]["enabled"] or settings["pwg"]["enabled"]:
         inputs["correspondence"] = correspondence.format(prompt=prompt, reference=settings["reference"])
     if needs_embedded_tiny(models_config):
         inputs["models"] = f"{models}/embedded-tiny"
+    elif "embedded:toy" in (models_config.get("stable_diffusion"), models_config.get("controlnet_depth")):
+        # The shipped weights: a retrained export reruns generation.
+        inputs["models"] = str(TOY_DIR)
     return inputs

@@ -196,7 +196,8 @@ def install(unet, controlnet, context: FrameContext, settings: dict) -> None:
         names = self_attention_names(model)
         start = scaled_start_layer(settings["masactrl"]["start_layer"], len(names))
         for name in model.attn_processors:
-            if ".attn1." not in name:
+            if ".attn1." not in name or (method != "masactrl" and settings["attention"] == "none"):
+                # attention: none = every frame on its own (the frame-independent baseline).
                 processors[name] = AttnProcessor2_0()
             elif method == "masactrl":
                 if model is unet:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from latentman.config import check_variant_settings, grids
 from latentman.errors import ConfigError, IntermediateFileError
 from latentman.generation import attention
-from latentman.generation.pwg import pixel_wise_guidance
+from latentman.generation.pwg import GRADIENT_MODES, guidance_gradients, pixel_wise_guidance
 from latentman.generation.sla import spatial_latent_alignment
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,11 @@ class LatentmanPipeline:
             module.requires_grad_(False)
         self.scheduler = make_scheduler()
         self.context = attention.FrameContext()
+        # (step index, PWG loss ω summed over the video's frames) of every guided step of the last call
+        self.guidance_losses: list[tuple[int, float]] = []
+        # Optional study hook: called at every guided step and chunk with the gradients of all three
+        # PWG modes, (step, frames, {mode: (n, 4, g, g)}, loss ω of the chunk).
+        self.gradient_probe = None
 
     # ------------------------------------------------------------------------------ inputs
     @staticmethod
@@ -249,6 +254,7 @@ class LatentmanPipeline:
         if settings["method"] != "masactrl" and settings["t2v_zero"]["motion_dynamics"]:
             x = self.motion_dynamics(x, text, depth, settings, timesteps)
 
+        self.guidance_losses = []
         size = int(settings["chunk_size"])
         chunks = [list(range(s, min(s + size, n))) for s in range(0, n, size)]
         grad_mode = pwg["gradient"]
@@ -257,10 +263,12 @@ class LatentmanPipeline:
             if sla["enabled"] and sla["steps"][0] <= k <= sla["steps"][1]:
                 x = spatial_latent_alignment(x, correspondence["latent"], correspondence["reference_index"])
             guide = pwg["enabled"] and pwg["steps"][0] <= k <= pwg["steps"][1]
-            through_unet = guide and grad_mode in ("unet", "full")
+            # The probe compares all three modes, so it needs the UNet's graph too.
+            through_unet = guide and (grad_mode in ("unet", "full") or self.gradient_probe is not None)
             self._checkpointing(guide)
             a_t, a_prev = self.alphas(int(t))
             images: dict[int, torch.Tensor] = {}
+            step_loss = 0.0
             x_next = torch.empty_like(x)
             for chunk in chunks:
                 xc = x[chunk]
@@ -275,21 +283,18 @@ class LatentmanPipeline:
                         correspondence["reference_index"],
                         images,
                     )
-                    if through_unet:
-                        (g,) = torch.autograd.grad(x0, z_in, grad_outputs=g_x0.to(x0.dtype))
-                        if grad_mode == "full":
-                            # The paper's ∇_{x_t}ω: both CFG copies of the UNet input plus the direct
-                            # path of x̂0 = (x_t − √(1−ᾱ)ε)/√ᾱ.
-                            g = (g[: len(chunk)] + g[len(chunk) :]).float() + g_x0 / math.sqrt(a_t)
-                        else:
-                            # The official code: the unconditional copy of the UNet input only (§8.7).
-                            g = g[: len(chunk)].float()
-                    else:
-                        g = g_x0 / math.sqrt(a_t)
+                    modes = GRADIENT_MODES if self.gradient_probe is not None else (grad_mode,)
+                    grads = guidance_gradients(g_x0, x0, z_in, len(chunk), a_t, modes)
+                    if self.gradient_probe is not None:
+                        self.gradient_probe(k, chunk, grads, loss)
+                    g = grads[grad_mode]
+                    step_loss += loss
                     log.debug("step %d PWG loss %.5f |g|max %.3g", k, loss, float(g.abs().max()))
                     step = step - pwg["delta"] * g
                 x_next[chunk] = step.detach()
             x = x_next
+            if guide:
+                self.guidance_losses.append((k, step_loss))
             if callback_on_step_end is not None:
                 callback_on_step_end(k, int(t), x)
         self._checkpointing(False)

@@ -13,11 +13,15 @@ copies plus the direct path), or divides by √ᾱ_t (``gradient: decoder``: ε 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+#: ``pwg.gradient`` modes (see the module docstring).
+GRADIENT_MODES = ("unet", "full", "decoder")
 
 #: Undocumented ×25 of the official code (probably against fp16 gradient underflow).
 PIXEL_SCALE = 25.0
@@ -74,3 +78,31 @@ def pixel_wise_guidance(
                 total += float(loss.detach())
         images[frame] = image.detach()
     return grads, total
+
+
+def guidance_gradients(
+    g_x0: torch.Tensor,
+    x0: torch.Tensor,
+    z_in: torch.Tensor | None,
+    n: int,
+    a_t: float,
+    modes: tuple[str, ...],
+) -> dict[str, torch.Tensor]:
+    """∂ω/∂x̂0 mapped to the latents for each of ``modes``; (n, 4, g, g) float32 each.
+
+    ``x0`` is x̂0 of the chunk's n frames, computed from the UNet input ``z_in`` = [uncond ×n ; cond ×n]
+    (with its graph when a mode goes through the UNet); ``a_t`` = ᾱ_t.
+    """
+    out = {}
+    if "unet" in modes or "full" in modes:
+        (g,) = torch.autograd.grad(x0, z_in, grad_outputs=g_x0.to(x0.dtype))
+        if "unet" in modes:
+            # The official code: the unconditional copy of the UNet input only (§8.7).
+            out["unet"] = g[:n].float()
+        if "full" in modes:
+            # The paper's ∇_{x_t}ω: both CFG copies of the UNet input plus the direct path of
+            # x̂0 = (x_t − √(1−ᾱ)ε)/√ᾱ.
+            out["full"] = (g[:n] + g[n:]).float() + g_x0 / math.sqrt(a_t)
+    if "decoder" in modes:
+        out["decoder"] = g_x0 / math.sqrt(a_t)
+    return out

@@ -41,8 +41,9 @@ def read_frames_file(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     with open_intermediate(path, "frames") as h5:
         frames = read_h5_dataset(h5, "frames", "frames", shape=(None, None, None, 3), dtype=np.uint8)
         attrs = {key: _plain(h5.attrs[key]) for key in h5.attrs}
-        if "settings" in h5.attrs:
-            attrs["settings"] = get_json_attr(h5, "settings")
+        for key in ("settings", "pwg_losses"):
+            if key in h5.attrs:
+                attrs[key] = get_json_attr(h5, key)
     return frames, attrs
 
 
@@ -115,4 +116,5 @@ def evaluate_video(
         "device": attrs.get("device"),
         # "random weights: ..." when the video came from random-weight models (embedded:*)
         "note": attrs.get("note", ""),
+        "pwg_losses": attrs.get("pwg_losses"),
     }

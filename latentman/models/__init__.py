@@ -9,6 +9,10 @@ Accepted values of each key:
 * ``embedded:tiny`` — tiny random-weight models built by code (:func:`build_tiny`), saved with
   ``save_pretrained`` under ``results/models/embedded-tiny/{stable_diffusion,controlnet_depth}`` and
   loaded back through the same ``from_pretrained(..., local_files_only=True)`` path as real weights.
+* ``embedded:toy`` — a small model of the same component classes TRAINED by latentman on painted renders of
+  its built-in body (``tools/train_toy_model.py``; :mod:`latentman.toy`), shipped inside the package under
+  ``latentman/data/toy_model/{stable_diffusion,controlnet_depth}`` and loaded through the same
+  ``from_pretrained`` path. It makes pictures of its toy domain only: it is not Stable Diffusion.
 * ``embedded:sd15-random`` — the real SD1.5 + ControlNet architecture with random weights (built lazily
   in memory; large), for speed/memory benchmarks.
 
@@ -29,7 +33,13 @@ import torch
 
 from latentman.errors import ModelNotFoundError
 
-EMBEDDED_KINDS = ("embedded:tiny", "embedded:sd15-random")
+EMBEDDED_KINDS = ("embedded:tiny", "embedded:toy", "embedded:sd15-random")
+TOY_DIR = Path(__file__).resolve().parents[1] / "data" / "toy_model"
+RANDOM_NOTE = "random weights: frames are structured noise, not pictures"
+TOY_NOTE = (
+    "embedded:toy: a small model trained by latentman on painted renders of its built-in body "
+    "(toy domain: captioned shirt/trousers/shoes colours); not Stable Diffusion"
+)
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
 SD_SOURCE = "the runwayml/stable-diffusion-v1-5 repository (diffusers layout), downloaded by you"
 CN_SOURCE = "the lllyasviel/control_v11f1p_sd15_depth repository, downloaded by you"
@@ -49,6 +59,7 @@ class Models:
     ids: dict = field(default_factory=dict)  # key -> what was loaded (path or embedded kind)
     hashes: dict = field(default_factory=dict)  # key -> sha256 of config files / weight index
     random_weights: bool = False
+    note: str = ""  # what these weights are, when they are not the user's (written to frames.h5)
 
 
 # ------------------------------------------------------------------------------------ configs
@@ -271,7 +282,17 @@ def build_sd15_random(seed: int = TINY_SEED) -> Models:
     vae = AutoencoderKL(**sd15_vae_config())
     text_encoder = CLIPTextModel(CLIPTextConfig(**sd15_text_config(vocab_size)))
     ids = {"stable_diffusion": "embedded:sd15-random", "controlnet_depth": "embedded:sd15-random"}
-    return Models(unet, controlnet, vae, text_encoder, tokenizer, ids=ids, hashes={}, random_weights=True)
+    return Models(
+        unet,
+        controlnet,
+        vae,
+        text_encoder,
+        tokenizer,
+        ids=ids,
+        hashes={},
+        random_weights=True,
+        note=RANDOM_NOTE,
+    )
 
 
 # -------------------------------------------------------------------------------------- loading
@@ -318,9 +339,12 @@ def folder_hash(path: Path) -> str:
 
 
 def resolve_path(value: str, key: str, models_dir: str | os.PathLike) -> Path:
-    """The folder a config value points to (embedded:tiny -> models_dir/embedded-tiny/<key>)."""
+    """The folder a config value points to (embedded:tiny -> models_dir/embedded-tiny/<key>,
+    embedded:toy -> the package's data/toy_model/<key>)."""
     if value == "embedded:tiny":
         return Path(models_dir) / "embedded-tiny" / key
+    if value == "embedded:toy":
+        return TOY_DIR / key
     return Path(os.path.expanduser(value))
 
 
@@ -342,6 +366,7 @@ def load_models(models_config: dict, models_dir: str | os.PathLike = "results/mo
             f"models.stable_diffusion = embedded:tiny: {sd_path} not found; it is built by rule "
             "'embedded_models' (snakemake --cores 1 embedded_models)"
         )
+    check_toy_model(models_config)
     check_sd_folder(sd_path)
     check_controlnet_folder(cn_path)
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
@@ -367,7 +392,8 @@ def load_models(models_config: dict, models_dir: str | os.PathLike = "results/mo
             f"(cross_attention_dim {controlnet.config.cross_attention_dim} "
             f"vs {unet.config.cross_attention_dim})"
         )
-    random = sd_value.startswith("embedded:") or (sd_path.parent / "RANDOM_WEIGHTS.txt").exists()
+    random = sd_value == "embedded:tiny" or (sd_path.parent / "RANDOM_WEIGHTS.txt").exists()
+    note = RANDOM_NOTE if random else (TOY_NOTE if sd_value == "embedded:toy" else "")
     return Models(
         unet,
         controlnet,
@@ -377,7 +403,27 @@ def load_models(models_config: dict, models_dir: str | os.PathLike = "results/mo
         ids={"stable_diffusion": sd_value, "controlnet_depth": cn_value},
         hashes={"stable_diffusion": folder_hash(sd_path), "controlnet_depth": folder_hash(cn_path)},
         random_weights=random,
+        note=note,
     )
+
+
+def check_toy_model(models_config: dict) -> None:
+    """One clear line when ``embedded:toy`` is configured but its shipped weights are not there."""
+    for key in ("stable_diffusion", "controlnet_depth"):
+        if models_config.get(key) != "embedded:toy":
+            continue
+        path = TOY_DIR / key
+        needed = ("unet/config.json", "vae/config.json", "text_encoder/config.json", "tokenizer/vocab.json")
+        files = (
+            needed if key == "stable_diffusion" else ("config.json", "diffusion_pytorch_model.safetensors")
+        )
+        missing = [name for name in files if not (path / name).is_file()]
+        if missing:
+            raise ModelNotFoundError(
+                f"models.{key} = embedded:toy: the toy model that ships with latentman is missing or "
+                f"incomplete at {path} (no {missing[0]}); restore it from the repository (git checkout -- "
+                "latentman/data/toy_model) or rebuild it with python tools/train_toy_model.py --export"
+            )
 
 
 def needs_embedded_tiny(models_config: dict) -> bool:
@@ -390,6 +436,7 @@ def check_model_files(models_config: dict) -> None:
     A wrong path then stops the run before any job, with one line naming the key, the path and where to
     get the file, instead of failing in a job minutes (or a cluster queue) later.
     """
+    check_toy_model(models_config)
     for key, check in (("stable_diffusion", check_sd_folder), ("controlnet_depth", check_controlnet_folder)):
         value = str(models_config.get(key, ""))
         if not value.startswith("embedded:"):

@@ -1,0 +1,1 @@
+"""The toy domain and the trained embedded model (``embedded:toy``)."""
