@@ -230,6 +230,21 @@ def minimum_clip_tokens(text: str) -> int:
     return len(re.findall(r"[^\W_]+|[^\w\s]|_", text))
 
 
+def _check_toy_prompt(text: str, where: str) -> None:
+    """embedded:toy reads only its caption grammar: other words would become meaningless characters."""
+    from latentman.toy.domain import PALETTE, caption_words
+
+    unknown = sorted(set(re.findall(r"[a-z]+|[^\w\s]", text.lower())) - set(caption_words()))
+    if unknown:
+        raise ConfigError(
+            f"{where}: the prompt (+ prompt_suffix, negative prompt) has words embedded:toy was never "
+            f"trained on ({', '.join(repr(w) for w in unknown[:8])}); the toy model reads only "
+            "'a person in a <colour> [striped|dotted] shirt, <colour> trousers and <colour> shoes' with "
+            f'colours {", ".join(PALETTE)} (set prompt_suffix and negative_prompt to ""), or point '
+            "models.stable_diffusion at real Stable Diffusion weights"
+        )
+
+
 def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, source: str = "prompts") -> None:
     """Checks that need both files: frame counts that fit chunking and motion length."""
     for prompt_id, row in prompts.iterrows():
@@ -246,6 +261,11 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
             except LatentmanError as error:
                 raise ConfigError(f"{source}: id {prompt_id!r}: {error}") from None
         suffix = config.get("generation", {}).get("defaults", {}).get("prompt_suffix", "")
+        if config.get("models", {}).get("stable_diffusion") == "embedded:toy":
+            negative = row.get("negative_prompt") or config["generation"]["defaults"].get(
+                "negative_prompt", ""
+            )
+            _check_toy_prompt(f"{row['prompt']}{suffix} {negative}", f"{source}: id {prompt_id!r}")
         tokens = minimum_clip_tokens(str(row["prompt"]) + str(suffix))
         if tokens > CLIP_TOKEN_LIMIT:
             raise ConfigError(

@@ -100,7 +100,11 @@ def test_training_smoke_is_resumable_and_reproducible(tmp_path):
     far = time.monotonic() + 1800
     assert not train.train_vae(recipe, cut, far, interrupt_after=1)
     assert (cut.work / "vae_resume.pt").exists()
+    # The VAE's resume state is also kept beside the checkpoints (committed), for a later session.
+    assert (cut.checkpoints / "vae_resume.pt").exists()
+    (cut.work / "vae_resume.pt").unlink()
     assert train.train_vae(recipe, cut, far)
+    assert not (cut.checkpoints / "vae_resume.pt").exists()
     for stage in range(len(recipe.denoiser_stages)):
         assert not train.train_denoiser_stage(recipe, cut, stage, far, interrupt_after=1)
         assert train.train_denoiser_stage(recipe, cut, stage, far)
@@ -150,3 +154,23 @@ def test_missing_toy_model_is_one_clear_error(tmp_path, monkeypatch):
         registry.check_model_files(config)
     with pytest.raises(ModelNotFoundError, match="python tools/train_toy_model.py --export"):
         registry.load_models(config)
+
+
+def test_prompts_outside_the_toy_grammar_are_refused_at_start():
+    import pandas as pd
+
+    from latentman.config import load_config, validate_prompts_against_config
+    from latentman.errors import ConfigError
+
+    config = load_config(ROOT / "config.yaml")
+    config["models"]["stable_diffusion"] = "embedded:toy"
+    config["generation"]["defaults"].update(prompt_suffix="", negative_prompt="")
+    row = {"motion": "a person walks", "negative_prompt": "", "frames": 8, "seed": 1, "motion_file": ""}
+    good = pd.DataFrame([row | {"prompt": domain.caption("red", "dotted", "blue", "black")}], index=["ok"])
+    validate_prompts_against_config(good, config)
+    bad = pd.DataFrame([row | {"prompt": "a shiny silver robot"}], index=["robot"])
+    with pytest.raises(ConfigError, match=r"id 'robot'.*never trained on \('robot', 'shiny', 'silver'\)"):
+        validate_prompts_against_config(bad, config)
+    config["generation"]["defaults"]["negative_prompt"] = "lowres, bad anatomy"
+    with pytest.raises(ConfigError, match=r"'anatomy', 'bad', 'lowres'"):
+        validate_prompts_against_config(good, config)

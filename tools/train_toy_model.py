@@ -11,8 +11,9 @@ the weights do not depend on where it stopped. ``--export`` writes the newest st
 into latentman/data/toy_model/ (the shipped ``embedded:toy``). ``--smoke DIR`` runs a scaled-down recipe
 (a few samples and steps) entirely inside DIR, for tests.
 
-Train single-threaded processes under load: two OpenMP threads per process on a busy 2-core machine
-were 3-6x slower than one. The recipe fixes the thread count of each stage, so reruns give the same weights.
+Run it alone on the machine: the recipe uses two threads per stage (one thread on a busy 2-core machine
+is faster than two, which were 3-6x slower under load), and fixes the thread count of each stage, since
+float sums depend on it: reruns with the same recipe give the same weights.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,20 +41,26 @@ class Recipe:
     train_clips: int = 640
     eval_clips: int = 32
     # VAE: crops first (cheap), then whole frames (GroupNorm statistics as at inference).
-    vae_crop_steps: int = 2000
+    vae_norm_groups: int = 4
+    vae_crop_steps: int = 5000
     vae_crop: int = 128
     vae_crop_batch: int = 8
     vae_full_steps: int = 300
     vae_full_batch: int = 2
-    vae_lr: float = 5e-4
+    # 1e-3 oscillated: a VAE of this size learnt flat colours only at 1e-4 (uniform-colour images: mean
+    # error 9 grey levels after 1,000 steps at 1e-4, 40-60 and not falling at 3e-4 and 1e-3).
+    vae_lr: float = 1e-4
     vae_kl_weight: float = 1e-6
-    vae_threads: int = 1
+    # Decode the posterior mean, not a sample: with a sample the decoder first learns to ignore the
+    # (noise-dominated) latents and output a grey average (measured: colours lost after 600 steps).
+    vae_sample: bool = False
+    vae_threads: int = 2
     # Denoiser: UNet + ControlNet + text encoder, trained together in stages of fixed length.
     denoiser_stages: tuple[int, ...] = (2500, 2500, 2500, 2500)
     denoiser_lrs: tuple[float, ...] = (4e-4, 3e-4, 2e-4, 1e-4)
     denoiser_batch: int = 8
     denoiser_warmup: int = 100
-    denoiser_threads: int = 1
+    denoiser_threads: int = 2
     caption_dropout: float = 0.1
     min_snr_gamma: float = 5.0
     ema_decay: float = 0.999
@@ -201,8 +208,13 @@ def train_vae(recipe: Recipe, paths: Paths, deadline: float, interrupt_after: in
     images = data["images"].reshape(-1, *data["images"].shape[2:])
     masks = data["iuv"].reshape(-1, *data["iuv"].shape[2:])[..., 0] > 0
     resume = paths.work / "vae_resume.pt"
+    committed = paths.checkpoints / "vae_resume.pt"
+    if not resume.exists() and committed.exists():
+        # A time-boxed VAE run of an earlier session (the VAE's resume state is small enough to commit).
+        resume.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(committed, resume)
     torch.manual_seed(recipe.seed)
-    vae = toy_model.build_vae()
+    vae = toy_model.build_vae(recipe.vae_norm_groups)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0)
     start = 0
     if resume.exists():
@@ -224,7 +236,8 @@ def train_vae(recipe: Recipe, paths: Paths, deadline: float, interrupt_after: in
             )
             last_save = time.monotonic()
             if stop:
-                log.info("VAE: time budget reached at step %d; rerun to resume", step)
+                shutil.copyfile(resume, committed)
+                log.info("VAE: time budget reached at step %d; resume state in %s", step, committed)
                 return False
         rng = _rng(recipe, 1, step)
         full = step >= recipe.vae_crop_steps
@@ -236,11 +249,16 @@ def train_vae(recipe: Recipe, paths: Paths, deadline: float, interrupt_after: in
         for group in optimizer.param_groups:
             group["lr"] = lr
         posterior = vae.encode(x).latent_dist
-        generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
+        z = posterior.mean
+        if recipe.vae_sample:
+            generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+            z = z + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
         y = vae.decode(z).sample
         rec = (y - x).abs().mean()
-        loss = rec + 0.5 * _gradient_l1(y, x) + recipe.vae_kl_weight * posterior.kl().mean()
+        # KL per image pixel value, as in latent diffusion's VAE (whose reconstruction loss is a sum over
+        # pixels): a KL weighted against a per-pixel mean loss squeezed the latents and lost the hues.
+        kl = posterior.kl().mean() / x[0].numel()
+        loss = rec + 0.5 * _gradient_l1(y, x) + recipe.vae_kl_weight * kl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -265,16 +283,17 @@ def train_vae(recipe: Recipe, paths: Paths, deadline: float, interrupt_after: in
     with atomic_path(final) as tmp:
         save_file(tensors, str(tmp), metadata={"scaling_factor": repr(scaling)})
     resume.unlink(missing_ok=True)
+    committed.unlink(missing_ok=True)
     log.info("VAE: done, latent scaling factor %.4f", scaling)
     return True
 
 
-def load_vae(paths: Paths):
+def load_vae(paths: Paths, recipe: Recipe):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     file = paths.checkpoints / "vae.safetensors"
-    vae = toy_model.build_vae()
+    vae = toy_model.build_vae(recipe.vae_norm_groups)
     vae.load_state_dict(load_file(str(file)))
     with safe_open(str(file), "pt") as handle:
         vae.register_to_config(scaling_factor=float(handle.metadata()["scaling_factor"]))
@@ -295,7 +314,7 @@ def encode_latents(recipe: Recipe, paths: Paths) -> Path:
     from latentman.io import atomic_path
 
     torch.set_num_threads(recipe.denoiser_threads)
-    vae = load_vae(paths)
+    vae = load_vae(paths, recipe)
     data = load_dataset(paths.dataset("train"))
     images = data["images"].reshape(-1, *data["images"].shape[2:])
     chunks = []
@@ -491,7 +510,7 @@ def export(recipe: Recipe, paths: Paths) -> Path:
             {n[len(prefix) :]: v.float() for n, v in state.items() if n.startswith(prefix)}
         )
         module.half()
-    vae = load_vae(paths).half()
+    vae = load_vae(paths, recipe).half()
     unet.save_pretrained(sd / "unet")
     vae.save_pretrained(sd / "vae")
     text_encoder.save_pretrained(sd / "text_encoder")
