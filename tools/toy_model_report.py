@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from latentman.config import load_config, resolve_variant
     from latentman.generation.pipeline import LatentmanPipeline
-    from latentman.models import TOY_DIR, Models, load_models
+    from latentman.models import TOY_DIR, load_models
     from latentman.toy import quality
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
             "controlnet_depth": str(args.model / "controlnet_depth"),
         }
     )
-    assert isinstance(models, Models)
     pipe = LatentmanPipeline(models, "cpu", "float32")
     clips = quality.held_out_clips(args.clips, args.frames, config["render"]["resolution"])
     result, frames = quality.measure_bar(pipe, clips, settings, args.seed, args.consistency_clips)

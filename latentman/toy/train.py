@@ -22,7 +22,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +93,6 @@ class Paths:
     work: Path
     checkpoints: Path
     export: Path
-    extra: dict = field(default_factory=dict)
 
     def dataset(self, split: str) -> Path:
         return self.work / f"dataset_{split}.npz"
