@@ -60,10 +60,9 @@ def main():
     parser.add_argument("--reference", choices=("prev", "prev_new"), default="prev")
     args = parser.parse_args()
     if args.render:
-        from latentman.io import open_intermediate, read_h5_dataset
+        from latentman.render.storage import read_render
 
-        with open_intermediate(args.render, "render") as h5:
-            iuv = read_h5_dataset(h5, "iuv", "render")[: args.pairs + 1]
+        iuv = read_render(args.render, ("iuv",))["iuv"][: args.pairs + 1]
         source = args.render
     else:
         iuv = synthetic_iuv(args.pairs + 1)

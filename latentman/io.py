@@ -122,6 +122,19 @@ def write_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
             np.savez_compressed(handle, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
+def write_videos(frames: np.ndarray, fps: float, mp4_path: str | os.PathLike, gif_path: str | os.PathLike):
+    """``frames`` ``(F, H, W, 3)`` uint8 as an H.264 MP4 and a looping GIF, each written atomically."""
+    import imageio.v2 as imageio
+
+    frames = np.asarray(frames, dtype=np.uint8)
+    with atomic_path(mp4_path) as tmp:
+        # Even sizes for yuv420p; macro_block_size=1 keeps the size as drawn.
+        even = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
+        imageio.mimsave(tmp, list(even), format="FFMPEG", fps=fps, macro_block_size=1)
+    with atomic_path(gif_path) as tmp:
+        imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
+
+
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike, file_format: str, attrs: Mapping[str, Any] | None = None):
     """Open a new HDF5 file for writing under a temporary name, stamped with its format/version.

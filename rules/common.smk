@@ -9,7 +9,7 @@ from latentman.config import (
     validate_prompts_against_config,
 )
 from latentman.errors import ConfigError, LatentmanError
-from latentman.models import check_model_files
+from latentman.models import TOY_DIR, check_model_files
 from latentman.render.densepose import densepose_available
 from latentman.sweeps import register_sweeps, select_sweep, sweep_prompts
 
@@ -67,6 +67,88 @@ wildcard_constraints:
 # ---------------------------------------------------------------------------- helpers
 def prompt_row(prompt):
     return PROMPTS.loc[prompt].to_dict()
+
+
+# ---------------------------------------------------------------------------- inputs and params per stage
+# Each rule's params carry exactly the values its stage reads, so an edit reruns only what depends on
+# it: new appearance text reruns generation, not the motion, render and correspondences it reuses.
+MDM_KEYS = ("mdm", "mdm_clip", "mdm_stats")
+GENERATION_MODEL_KEYS = ("stable_diffusion", "controlnet_depth")
+
+
+def motion_inputs(wildcards):
+    """The prompt's motion_file, or the MDM checkpoint; the built-in library is part of latentman."""
+    motion_file = prompt_row(wildcards.prompt)["motion_file"]
+    if motion_file:
+        return {"motion_file": motion_file}
+    return {"mdm": config["models"]["mdm"]} if config["models"].get("mdm") else {}
+
+
+def motion_request(wildcards):
+    """What the motion stage reads of a prompt row."""
+    row = prompt_row(wildcards.prompt)
+    return {key: row[key] for key in ("motion", "frames", "seed", "motion_file")}
+
+
+def motion_models():
+    return {key: config["models"].get(key) for key in MDM_KEYS}
+
+
+def uses_densepose():
+    return config["render"]["iuv"] == "densepose"
+
+
+def render_inputs(wildcards):
+    """The user's body file, DensePose UV data and (render.iuv: densepose) DensePose model folder."""
+    models = config["models"]
+    files = {}
+    if models.get("body", "builtin") != "builtin":
+        files["body"] = models["body"]
+    if models.get("densepose_uv"):
+        files["densepose_uv"] = models["densepose_uv"]
+    if uses_densepose() and models.get("densepose"):
+        files["densepose"] = models["densepose"]
+    return files
+
+
+def correspondence_radius():
+    """surface_radius matters to the surface method only."""
+    method = config["correspondence"]["method"]
+    return config["correspondence"]["surface_radius"] if method == "surface" else None
+
+
+def generation_request(wildcards):
+    """What generation reads of a prompt row; the seed is the variant's, else the row's."""
+    row = prompt_row(wildcards.prompt)
+    seed = variant_settings(wildcards.variant).get("seed")
+    return {
+        "prompt": row["prompt"],
+        "negative_prompt": row["negative_prompt"],
+        "frames": row["frames"],
+        "seed": row["seed"] if seed is None else seed,
+    }
+
+
+def generation_models():
+    return {key: config["models"][key] for key in GENERATION_MODEL_KEYS}
+
+
+def generate_inputs(wildcards):
+    """The render, the variant's correspondence file (SLA or PWG on) and the model folder when it is
+    built by the workflow (embedded:tiny) or ships with latentman (embedded:toy)."""
+    settings = variant_settings(wildcards.variant)
+    inputs = {"render": RENDER.format(prompt=wildcards.prompt)}
+    if settings["sla"]["enabled"] or settings["pwg"]["enabled"]:
+        inputs["correspondence"] = CORRESPONDENCE.format(
+            prompt=wildcards.prompt, reference=settings["reference"]
+        )
+    models = generation_models()
+    if "embedded:tiny" in models.values():
+        inputs["models"] = f"{MODELS}/embedded-tiny"
+    elif "embedded:toy" in models.values():
+        # the shipped weights: a retrained export reruns generation
+        inputs["models"] = str(TOY_DIR)
+    return inputs
 
 
 def variant_settings(variant):

@@ -18,7 +18,7 @@ rule correspondence:
         mem_mb=4000,
     params:
         method=config["correspondence"]["method"],
-        radius=config["correspondence"]["surface_radius"],
+        radius=correspondence_radius(),
     script:
         "../workflow_scripts/correspondence.py"
 

@@ -1,8 +1,5 @@
 # Generation stage: render + cached correspondences + variant settings -> frames.h5, video.mp4, video.gif.
 # The tiny random-weight models of `embedded:tiny` are built once by rule embedded_models.
-from latentman.generation import input_files
-
-
 rule embedded_models:
     output:
         directory(f"{MODELS}/embedded-tiny"),
@@ -21,16 +18,7 @@ rule embedded_models:
 
 rule generate:
     input:
-        unpack(
-            lambda wc: input_files(
-                variant_settings(wc.variant),
-                wc.prompt,
-                config["models"],
-                RENDER,
-                CORRESPONDENCE,
-                MODELS,
-            )
-        ),
+        unpack(generate_inputs),
     output:
         frames=FRAMES,
         mp4=report(
@@ -56,9 +44,9 @@ rule generate:
         gpu=1,
         mem_mb=8000,
     params:
-        row=lambda wc: prompt_row(wc.prompt),
+        request=generation_request,
         settings=lambda wc: variant_settings(wc.variant),
-        models=config["models"],
+        models=generation_models(),
         models_dir=MODELS,
         device=config["device"],
         fps=config["generation"]["video_fps"],

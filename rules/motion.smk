@@ -1,11 +1,8 @@
 # Motion stage: one prompt row (motion text, or its motion_file) -> joints (+ SMPL rotations) .npz,
 # with a stick-figure preview for the report.
-from latentman.motion import source_files
-
-
 rule motion:
     input:
-        unpack(lambda wc: source_files(prompt_row(wc.prompt), config)),
+        unpack(motion_inputs),
     output:
         motion=MOTION,
         gif=report(
@@ -25,10 +22,8 @@ rule motion:
     resources:
         mem_mb=2000,
     params:
-        row=lambda wc: prompt_row(wc.prompt),
+        request=motion_request,
         motion_config=config["motion"],
-        models={
-            key: config["models"].get(key) for key in ("mdm", "mdm_clip", "mdm_stats")
-        },
+        models=motion_models(),
     script:
         "../workflow_scripts/motion.py"

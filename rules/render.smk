@@ -1,11 +1,8 @@
 # Body + render stage: motion -> SMPL fit -> per-frame depth, ControlNet control image, exact IUV,
 # face ids + barycentrics (HDF5), with a preview (control | IUV) for the report.
-from latentman.render import model_files
-
-
 rule render:
     input:
-        unpack(lambda wc: model_files(config["models"], config["render"])),
+        unpack(render_inputs),
         motion=MOTION,
     output:
         render=RENDER,
@@ -29,8 +26,8 @@ rule render:
         render_config=config["render"],
         body=config["models"].get("body", "builtin"),
         densepose_uv=config["models"].get("densepose_uv"),
-        densepose=config["models"].get("densepose"),
-        row=lambda wc: prompt_row(wc.prompt),
-        frame_step=config.get("motion", {}).get("frame_step", 1),
+        densepose=config["models"].get("densepose") if uses_densepose() else None,
+        frames=lambda wc: prompt_row(wc.prompt)["frames"],
+        frame_step=config["motion"]["frame_step"],
     script:
         "../workflow_scripts/render.py"

@@ -6,8 +6,9 @@ import pytest
 
 from latentman.errors import IntermediateFileError
 from latentman.io import write_json
-from latentman.metrics.aggregate import aggregate, load_eval, write_table
+from latentman.metrics.aggregate import aggregate, write_table
 from latentman.metrics.plots import contact_sheet, plot_bars, plot_per_pair
+from latentman.metrics.storage import read_evaluation
 
 
 def record(variant, prompt, method, sla, pwg, h, official, seconds, memory):
@@ -38,7 +39,7 @@ def records(tmp_path):
     for k, rec in enumerate(made):
         paths.append(tmp_path / f"eval_{k}.json")
         write_json(paths[-1], rec)
-    return [load_eval(p) for p in paths]
+    return [read_evaluation(p) for p in paths]
 
 
 GROUPS = {"base.s1": "base", "base.s2": "base", "full.s1": "full"}
@@ -77,7 +78,7 @@ def test_plots_are_written(records, tmp_path):
 def test_wrong_format_is_refused(tmp_path):
     write_json(tmp_path / "x.json", {"format": "frames", "format_version": 1})
     with pytest.raises(IntermediateFileError, match="rerun rule 'evaluate'"):
-        load_eval(tmp_path / "x.json")
+        read_evaluation(tmp_path / "x.json")
 
 
 def test_random_weight_videos_are_marked_in_the_table(records, tmp_path):

@@ -154,6 +154,7 @@ def write_render(path, iuv, res=None, surface=True, drop=None):
             faces = np.stack([cells, cells + 1, cells + n], 1).astype(np.int32)
             data["mesh/rest_vertices"] = verts
             data["mesh/faces"] = faces
+            data["mesh/vertex_iuv"] = np.zeros((n * n, 3), np.float32)
             fid = np.where(iuv[..., 0] > 0, np.arange(h * w).reshape(h, w), -1).astype(np.int32)
             data["face_id"] = fid
             bary = np.zeros((f, h, w, 3), np.float16)
@@ -208,8 +209,10 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(IntermediateFileError, match="face_id.*missing.*rule 'render'"):
         read_render_inputs(missing, "surface")
     odd = write_render(tmp_path / "o.h5", np.zeros((2, 60, 60, 3), np.uint8), surface=False)
-    with pytest.raises(IntermediateFileError, match="not divisible"):
-        compute_correspondences(read_render_inputs(odd, "hungarian"), "prev")
+    with pytest.raises(
+        IntermediateFileError, match=r"o\.h5: 'iuv' has shape \(2, 60, 60, 3\).*multiple of 64"
+    ):
+        read_render_inputs(odd, "hungarian")
     # an error mid-write leaves no file
     out = tmp_path / "c.h5"
     with pytest.raises(RuntimeError):

@@ -10,12 +10,12 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from latentman.config import load_config, resolve_variant
 from latentman.correspondence.storage import write_correspondence
 from latentman.errors import ConfigError, IntermediateFileError
-from latentman.generation import generate_video, read_frames, write_frames, write_videos
+from latentman.generation import generate_video, read_frames, write_frames
 from latentman.generation.attention import CrossFrameAttnProcessor, FrameContext
 from latentman.generation.pipeline import LatentmanPipeline, resolve_device
 from latentman.generation.pwg import frame_loss, guidance_image, pixel_wise_guidance
 from latentman.generation.sla import spatial_latent_alignment
-from latentman.io import atomic_h5, write_dataset
+from latentman.io import atomic_h5, write_dataset, write_videos
 from latentman.models import build_tiny, load_models
 
 TINY = {"stable_diffusion": "embedded:tiny", "controlnet_depth": "embedded:tiny"}

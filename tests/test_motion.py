@@ -196,7 +196,8 @@ def test_read_motion_rejects_bad_files(tmp_path):
 
 def test_workflow_step_writes_outputs(tmp_path):
     """What workflow_scripts/motion.py does for one prompt: entry point + writer + preview."""
-    from latentman.motion.preview import render_frames, write_preview
+    from latentman.io import write_videos
+    from latentman.motion.preview import render_frames
 
     motion = make_motion(row("a person waves hello", frames=4, seed=3), CONFIG)
     out = tmp_path / "motion"
@@ -204,7 +205,7 @@ def test_workflow_step_writes_outputs(tmp_path):
     frames = render_frames(motion.joints, size=96)
     assert frames.shape == (7, 96, 96, 3) and frames.dtype == np.uint8
     assert frames.std() > 1.0  # something was drawn
-    write_preview(frames, motion.fps, out / "p.gif", out / "p.mp4")
+    write_videos(frames, motion.fps, out / "p.mp4", out / "p.gif")
     assert read_motion(out / "p.npz").source == "builtin:wave"
     assert (out / "p.gif").stat().st_size > 0 and (out / "p.mp4").stat().st_size > 0
     assert sorted(p.name for p in out.iterdir()) == ["p.gif", "p.mp4", "p.npz"]

@@ -120,13 +120,8 @@ def _save(tmp_path, joints):
 
 
 def test_motion_file_takes_precedence_over_mdm(tmp_path):
-    from latentman.motion import source_files
-
     _, _, joints = walk_joints(30)
     path = _save(tmp_path, joints)
     config = {"motion": {"fps": 20, "frame_step": 2}, "models": {"mdm": str(tmp_path / "absent.pt")}}
     row = {"motion": "a person walks", "frames": 8, "seed": 1, "motion_file": str(path)}
-    assert source_files(row, config) == {"motion_file": str(path)}
     assert make_motion(row, config).source == f"file:{path}"  # the absent checkpoint is never touched
-    assert source_files({**row, "motion_file": ""}, config) == {"mdm": str(tmp_path / "absent.pt")}
-    assert source_files({**row, "motion_file": ""}, CONFIG) == {}

@@ -1,5 +1,7 @@
 """Body + render stage: camera, exact rasterisation quantities, IUV, control image, storage, errors."""
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -14,7 +16,6 @@ from latentman.render import (
     Camera,
     RenderSettings,
     frames_out_of_view,
-    model_files,
     place_camera,
     read_render,
     render_mesh_sequence,
@@ -46,7 +47,9 @@ def make_motion_file(path, text="a person walks forward", frames=4):
 
 def run_render(tmp, motion, name="out", config=RENDER_CONFIG, row=None, **kwargs):
     paths = [tmp / f"{name}.h5", tmp / f"{name}.gif", tmp / f"{name}.mp4"]
-    render_prompt(motion, *paths, render_config=config, row=row or prompt_row(), frame_step=2, **kwargs)
+    row = row or prompt_row()
+    settings = RenderSettings.from_config(config)
+    render_prompt(motion, *paths, settings, row["id"], row["frames"], frame_step=2, **kwargs)
     return paths
 
 
@@ -348,18 +351,27 @@ def test_missing_body_file_and_bad_resolution(tmp_path):
     motion = make_motion_file(tmp_path / "m.npz")
     with pytest.raises(ModelNotFoundError, match="models.body"):
         run_render(tmp_path, motion, body_spec=str(tmp_path / "SMPL_NEUTRAL.pkl"))
-    with pytest.raises(ConfigError, match=r"render.resolution is 100, expected a positive multiple of 64"):
-        run_render(tmp_path, motion, config={**RENDER_CONFIG, "resolution": 100})
-    with pytest.raises(ConfigError, match="render.backend"):
-        run_render(tmp_path, motion, config={**RENDER_CONFIG, "backend": "vulkan"})
     assert outputs_absent(tmp_path)
 
 
-def test_bad_camera_setting_is_a_config_error(tmp_path):
-    motion = make_motion_file(tmp_path / "m.npz", "a person jumps in place")
-    with pytest.raises(ConfigError, match=r"render.camera.fill is 1.5"):
-        run_render(tmp_path, motion, config={**RENDER_CONFIG, "camera": {"fill": 1.5}})
-    assert outputs_absent(tmp_path)
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"resolution": 100}, "render.resolution = 100 is not allowed: 100 is not a multiple of 64"),
+        ({"backend": "vulkan"}, "render.backend = 'vulkan' is not allowed"),
+        ({"camera": {**RENDER_CONFIG["camera"], "fill": 1.5}}, "render.camera.fill = 1.5 is not allowed"),
+    ],
+)
+def test_bad_render_settings_stop_the_workflow_at_start(repo_root, change, message):
+    """The schema, checked before any job, is the one place render settings are validated."""
+    import yaml
+
+    from latentman.config import validate_config
+
+    config = yaml.safe_load((repo_root / "config.yaml").read_text())
+    config["render"] = {**config["render"], **change}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(config)
 
 
 def test_failed_preview_leaves_no_render_file(tmp_path):
@@ -367,7 +379,7 @@ def test_failed_preview_leaves_no_render_file(tmp_path):
     (tmp_path / "blocked").write_text("a file where the preview folder should be")
     paths = [tmp_path / "out.h5", tmp_path / "blocked" / "out.gif", tmp_path / "blocked" / "out.mp4"]
     with pytest.raises(OSError):
-        render_prompt(motion, *paths, render_config=RENDER_CONFIG, row=prompt_row(), frame_step=2)
+        render_prompt(motion, *paths, RenderSettings.from_config(RENDER_CONFIG), "clip", 4, frame_step=2)
     assert not paths[0].exists()
     assert not list(tmp_path.glob(".tmp-*"))
 
@@ -404,11 +416,6 @@ def test_backend_choice_and_densepose_availability():
         select_backend("egl" if loaded == "osmesa" else "osmesa")
     ok, reason = densepose_available(None)
     assert not ok and "render.iuv: exact" in reason
-    assert model_files({"body": "builtin", "densepose_uv": None}) == {}
-    assert model_files({"body": "/m/SMPL_NEUTRAL.pkl", "densepose_uv": "/m/UV_Processed.mat"}) == {
-        "body": "/m/SMPL_NEUTRAL.pkl",
-        "densepose_uv": "/m/UV_Processed.mat",
-    }
 
 
 def test_densepose_backend_without_detectron2_is_a_config_error(tmp_path):

@@ -146,7 +146,7 @@ def test_training_script_smoke_run(tmp_path):
 
 
 def test_missing_toy_model_is_one_clear_error(tmp_path, monkeypatch):
-    import latentman.models as registry
+    import latentman.models.registry as registry
 
     monkeypatch.setattr(registry, "TOY_DIR", tmp_path / "toy_model")
     config = {"stable_diffusion": "embedded:toy", "controlnet_depth": "embedded:toy"}

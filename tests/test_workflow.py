@@ -22,14 +22,35 @@ VARIANTS = ("t2v_zero", "latentman")
 RULES = ("motion", "render", "correspondence", "generate", "evaluate", "aggregate", "plots")
 
 
-def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Job counts per rule from a dry run's job table (`rule  count` lines)."""
-    counts = {}
+def planned_job_list(result: subprocess.CompletedProcess) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job in a dry run's job descriptions but the target rule 'all', sorted."""
+    jobs, rule = [], None
     for line in result.stdout.splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) not in ("total", "job"):
-            counts[match.group(1)] = int(match.group(2))
-    return counts
+        line = line.strip()
+        if re.match(r"^(local)?rule \w+:$", line):
+            rule = line.split()[-1].rstrip(":")
+            jobs.append((rule, ""))
+        elif line.startswith("wildcards:") and rule is not None:
+            jobs[-1] = (rule, line.removeprefix("wildcards:").strip())
+    return sorted(job for job in jobs if job[0] != "all")
+
+
+def dry_run_with(workdir, override: str, prompts: dict[str, dict] | None = None):
+    """A dry run over the finished tiny run with config ``override`` (YAML) and edited prompt rows."""
+    if prompts is not None:
+        table = pd.read_csv(workdir / ".test" / "prompts.tsv", sep="\t", dtype=str, keep_default_na=False)
+        for prompt, changes in prompts.items():
+            for column, value in changes.items():
+                table.loc[table["id"] == prompt, column] = value
+        table.to_csv(workdir / "edited_prompts.tsv", sep="\t", index=False)
+        override += "\nprompts: edited_prompts.tsv\n"
+    (workdir / "override.yaml").write_text(override)
+    result = run_tiny(workdir, "-n", "--configfile", ".test/config.yaml", "override.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return planned_job_list(result)
+
+
+AGGREGATES = [("aggregate", "sweep=default"), ("plots", "sweep=default")]
 
 
 def test_every_stage_writes_its_files(tiny_run):
@@ -98,15 +119,39 @@ def test_a_rerun_does_nothing(tiny_run):
 
 def test_changing_a_generation_setting_reruns_only_that_variant(tiny_run):
     workdir, _ = tiny_run
-    override = workdir / "override.yaml"
-    override.write_text("variants:\n  latentman:\n    pwg: {delta: 0.02}\n")
-    result = run_tiny(workdir, "-n", "--configfile", ".test/config.yaml", str(override))
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = planned_jobs(result)
+    jobs = dry_run_with(workdir, "variants:\n  latentman:\n    pwg: {delta: 0.02}\n")
     # one generate + one evaluate per prompt of the changed variant, then the table and plots
-    assert jobs.get("generate") == len(PROMPTS), jobs
-    assert jobs.get("evaluate") == len(PROMPTS), jobs
-    assert not {"motion", "render", "correspondence", "embedded_models"} & set(jobs), jobs
+    expected = [
+        (rule, f"prompt={p}, variant=latentman") for rule in ("evaluate", "generate") for p in PROMPTS
+    ]
+    assert jobs == sorted(expected + AGGREGATES)
+
+
+def test_new_appearance_text_reruns_only_that_prompts_generation(tiny_run):
+    workdir, _ = tiny_run
+    jobs = dry_run_with(workdir, "", {"walker": {"prompt": "a red robot"}})
+    expected = [(rule, f"prompt=walker, variant={v}") for rule in ("evaluate", "generate") for v in VARIANTS]
+    assert jobs == sorted(expected + AGGREGATES)
+
+
+def test_new_motion_text_reruns_that_prompts_chain_only(tiny_run):
+    workdir, _ = tiny_run
+    jobs = dry_run_with(workdir, "", {"walker": {"motion": "a person jumps in place"}})
+    expected = [
+        ("motion", "prompt=walker"),
+        ("render", "prompt=walker"),
+        ("correspondence_preview", "prompt=walker"),
+    ]
+    expected += [("correspondence", f"prompt=walker, reference={r}") for r in ("prev", "prev_new")]
+    expected += [(rule, f"prompt=walker, variant={v}") for rule in ("evaluate", "generate") for v in VARIANTS]
+    assert jobs == sorted(expected + AGGREGATES)
+
+
+def test_an_evaluation_only_model_reruns_evaluation_only(tiny_run):
+    workdir, _ = tiny_run
+    jobs = dry_run_with(workdir, f"models:\n  clip_eval: {workdir}\n")
+    expected = [("evaluate", f"prompt={p}, variant={v}") for p in PROMPTS for v in VARIANTS]
+    assert jobs == sorted(expected + AGGREGATES)
 
 
 def test_report_builds(tiny_run):

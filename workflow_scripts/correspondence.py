@@ -1,21 +1,18 @@
 """Rule correspondence: results/render/{prompt}.h5 -> results/correspondence/{prompt}/{reference}.h5."""
 
-from latentman.correspondence import compute_correspondences, read_render_inputs, write_correspondence
+from latentman.correspondence import correspondence_stage
 from latentman.scripting import run_step
 
 
 def main(smk):
-    method = smk.params.method
-    render = read_render_inputs(smk.input.render, method)
-    result = compute_correspondences(
-        render,
+    correspondence_stage(
+        smk.input.render,
+        smk.output.correspondence,
         smk.wildcards.reference,
-        method,
-        float(smk.params.radius),
-        source=smk.input.render,
+        smk.params.method,
+        smk.params.radius,
         workers=smk.threads,
     )
-    write_correspondence(smk.output.correspondence, result, smk.wildcards.reference, method)
 
 
 run_step(snakemake, main)  # noqa: F821

@@ -1,7 +1,7 @@
 """Rule evaluate: frames.h5 + prev correspondences -> results/eval/{prompt}/{variant}.json."""
 
-from latentman.io import write_json
 from latentman.metrics.evaluate import evaluate_video
+from latentman.metrics.storage import write_evaluation
 from latentman.scripting import run_step
 
 
@@ -14,7 +14,7 @@ def main(smk):
         prompt_text=smk.params.prompt_text,
         clip_model=smk.params.clip_model,
     )
-    write_json(smk.output[0], record)
+    write_evaluation(smk.output[0], record)
 
 
 run_step(snakemake, main)  # noqa: F821

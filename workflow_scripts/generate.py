@@ -2,14 +2,15 @@
 
 import torch
 
-from latentman.generation import generate_video, write_frames, write_videos
+from latentman.generation import generate_video, write_frames
+from latentman.io import write_videos
 from latentman.scripting import run_step
 
 
 def main(smk):
     torch.set_num_threads(smk.threads)
     frames, attrs = generate_video(
-        dict(smk.params.row),
+        {"id": smk.wildcards.prompt, **dict(smk.params.request)},
         dict(smk.params.settings),
         dict(smk.params.models),
         smk.input.render,

@@ -1,6 +1,6 @@
 """Rule render: results/motion/{prompt}.npz -> results/render/{prompt}.h5 + preview (.gif, .mp4)."""
 
-from latentman.render import render_prompt
+from latentman.render import RenderSettings, render_prompt
 from latentman.scripting import run_step
 
 
@@ -10,8 +10,9 @@ def main(smk):
         smk.output.render,
         smk.output.gif,
         smk.output.mp4,
-        render_config=dict(smk.params.render_config),
-        row={"id": smk.wildcards.prompt, **dict(smk.params.row)},
+        settings=RenderSettings.from_config(smk.params.render_config),
+        prompt=smk.wildcards.prompt,
+        frames=int(smk.params.frames),
         frame_step=int(smk.params.frame_step),
         body_spec=smk.params.body,
         densepose_uv=smk.params.densepose_uv,

@@ -1,10 +1,8 @@
-"""Read a render file, compute correspondences at both grids, write/read the correspondence file.
+"""The correspondence file ``results/correspondence/{prompt}/{reference}.h5`` (format "correspondence"):
+its one writer and one reader.
 
-Input: ``results/render/{prompt}.h5`` (format "render": ``/iuv`` (F,H,W,3) uint8, ``/face_id``
-(F,H,W) int32, ``/barycentric`` (F,H,W,3) float16, ``/mesh/rest_vertices`` (V,3), ``/mesh/faces``
-(T,3)). Output: ``results/correspondence/{prompt}/{reference}.h5`` (format "correspondence"): per
-grid g in {latent, guidance}: ``/{g}/iuv`` (F,g,g,3) uint8, ``/{g}/source`` (F,g,g) int32,
-``/{g}/cost`` (F,) float64; ``/reference_index`` (F,) int32.
+Per grid g in {latent, guidance}: ``/{g}/iuv`` (F,g,g,3) uint8, ``/{g}/source`` (F,g,g) int32 (flat index
+of the matched reference cell, -1 = none), ``/{g}/cost`` (F,) float64; ``/reference_index`` (F,) int32.
 """
 
 from __future__ import annotations
@@ -14,59 +12,11 @@ import os
 
 import numpy as np
 
-from latentman.config import grids
-from latentman.correspondence.match import correspond, downsample, surface_points
 from latentman.errors import IntermediateFileError
 from latentman.io import atomic_h5, open_intermediate, read_h5_dataset, write_dataset
 
 log = logging.getLogger(__name__)
 FORMAT = "correspondence"
-
-
-def read_render_inputs(path: str | os.PathLike, method: str) -> dict[str, np.ndarray]:
-    """The render datasets the correspondence stage needs, validated."""
-    with open_intermediate(path, "render") as h5:
-        iuv = read_h5_dataset(h5, "iuv", "render", shape=(None, None, None, 3), dtype=np.uint8)
-        out = {"iuv": iuv}
-        if method == "surface":
-            f, h, w = iuv.shape[:3]
-            out["face_id"] = read_h5_dataset(h5, "face_id", "render", shape=(f, h, w), dtype=np.int32)
-            out["barycentric"] = read_h5_dataset(h5, "barycentric", "render", shape=(f, h, w, 3))
-            out["vertices"] = read_h5_dataset(h5, "mesh/rest_vertices", "render", shape=(None, 3))
-            out["faces"] = read_h5_dataset(h5, "mesh/faces", "render", shape=(None, 3))
-            if out["faces"].size and out["faces"].max() >= len(out["vertices"]):
-                raise IntermediateFileError(f"{path}: '/mesh/faces' indexes vertices that do not exist")
-    if iuv.shape[1] != iuv.shape[2]:
-        raise IntermediateFileError(
-            f"{path}: '/iuv' frames are {iuv.shape[1]}x{iuv.shape[2]}, expected square"
-        )
-    return out
-
-
-def compute_correspondences(
-    render: dict[str, np.ndarray],
-    reference: str,
-    method: str = "hungarian",
-    radius: float = 0.02,
-    source="render",
-    workers: int = 1,
-) -> dict[str, dict]:
-    """Correspondences at the latent and guidance grids: ``{grid_name: correspond(...) result}``;
-    ``workers`` threads share the body parts of each frame pair (``prev_new``, whose references are
-    chained) or of all frame pairs at once (``prev``, ``first``)."""
-    res = render["iuv"].shape[1]
-    out = {}
-    for name, g in grids(res).items():
-        iuv = np.ascontiguousarray(downsample(render["iuv"], g, source))
-        points = None
-        if method == "surface":
-            fid = downsample(render["face_id"], g, source)
-            bary = downsample(render["barycentric"], g, source)
-            points = surface_points(fid, bary, render["vertices"], render["faces"])
-        log.info("grid %s (%d²), reference %s, method %s", name, g, reference, method)
-        out[name] = correspond(iuv, reference, method, points, radius, workers)
-        out[name]["grid"] = g
-    return out
 
 
 def write_correspondence(path, result: dict[str, dict], reference: str, method: str) -> None:

@@ -184,7 +184,7 @@ class LatentmanPipeline:
             x0 = (x - math.sqrt(1 - a_t) * eps_hat) / math.sqrt(a_t)
         return eps_hat, z_in, x0
 
-    def motion_dynamics(self, x_t, text, control, settings, timesteps):
+    def motion_dynamics(self, x_t, text, control, settings, timesteps, seed: int):
         """Text2Video-Zero's latent translation (their condition-free motion dynamics).
 
         Denoise x_T of frame 0 by Δt steps, shift frame k by λ·k latent pixels along (1, 1), re-noise
@@ -201,7 +201,7 @@ class LatentmanPipeline:
         a_T = float(self.scheduler.alphas_cumprod[int(timesteps[0])])
         a_back = float(self.scheduler.alphas_cumprod[int(timesteps[delta_t])]) if delta_t else a_T
         n, grid = x_t.shape[0], x_t.shape[-1]
-        generator = torch.Generator("cpu").manual_seed(int(settings["_seed"]) + 1)
+        generator = torch.Generator("cpu").manual_seed(int(seed) + 1)
         out = []
         for k in range(n):
             shift = float(opts["lambda"]) * k * 2.0 / grid  # in normalised [-1, 1] coordinates
@@ -241,7 +241,6 @@ class LatentmanPipeline:
         self.check_inputs(control, correspondence or {}, settings, multiple=multiple)
         n, resolution = control.shape[0], control.shape[1]
         grid = resolution // 8
-        settings = dict(settings, _seed=seed)
         attention.install(self.unet, self.controlnet, self.context, settings)
         self.context.masks = torch.as_tensor(mask > 0) if mask is not None else None
 
@@ -252,7 +251,7 @@ class LatentmanPipeline:
         depth = depth[:, None].expand(-1, 3, -1, -1).to(self.dtype)
         x = self.prepare_latents(seed, n, grid)
         if settings["method"] != "masactrl" and settings["t2v_zero"]["motion_dynamics"]:
-            x = self.motion_dynamics(x, text, depth, settings, timesteps)
+            x = self.motion_dynamics(x, text, depth, settings, timesteps, seed)
 
         self.guidance_losses = []
         size = int(settings["chunk_size"])

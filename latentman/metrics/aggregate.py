@@ -9,16 +9,13 @@ same backbone (SLA and PWG off), the official H_MSE mean +- std, mean seconds pe
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from latentman.errors import IntermediateFileError
-from latentman.io import FORMAT_VERSIONS, atomic_path
+from latentman.io import atomic_path
 
 COLUMNS = [
     "variant",
@@ -35,23 +32,6 @@ COLUMNS = [
     "peak_memory_mb",
     "random_weights",
 ]
-
-
-def load_eval(path: str | os.PathLike) -> dict:
-    """Read one eval JSON, checking its format and version."""
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise IntermediateFileError(
-            f"{path}: not a readable eval JSON ({exc}); rerun rule 'evaluate'"
-        ) from None
-    if record.get("format") != "eval" or record.get("format_version") != FORMAT_VERSIONS["eval"]:
-        raise IntermediateFileError(
-            f"{path}: expected format 'eval' version {FORMAT_VERSIONS['eval']}, found "
-            f"{record.get('format')!r} version {record.get('format_version')!r}; rerun rule 'evaluate'"
-        )
-    return record
 
 
 def backbone_of(settings: Mapping) -> str:

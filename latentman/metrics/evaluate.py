@@ -17,34 +17,11 @@ import numpy as np
 from latentman.config import grids
 from latentman.correspondence.storage import read_correspondence
 from latentman.errors import IntermediateFileError
-from latentman.io import FORMAT_VERSIONS, get_json_attr, open_intermediate, read_h5_dataset
+from latentman.generation.storage import read_frames
+from latentman.io import FORMAT_VERSIONS
 from latentman.metrics.h_mse import h_mse, h_mse_official
 
 log = logging.getLogger(__name__)
-
-
-def _plain(value):
-    """HDF5 attribute -> JSON-serialisable Python value."""
-    if isinstance(value, bytes):
-        value = value.decode()
-    if value == "null":  # set_attr's spelling of None
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def read_frames_file(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
-    """(F, H, W, 3) uint8 frames and the file's attributes (settings parsed from JSON)."""
-    with open_intermediate(path, "frames") as h5:
-        frames = read_h5_dataset(h5, "frames", "frames", shape=(None, None, None, 3), dtype=np.uint8)
-        attrs = {key: _plain(h5.attrs[key]) for key in h5.attrs}
-        for key in ("settings", "pwg_losses"):
-            if key in h5.attrs:
-                attrs[key] = get_json_attr(h5, key)
-    return frames, attrs
 
 
 def read_guidance_correspondence(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +60,7 @@ def evaluate_video(
     clip_model: str | None = None,
 ) -> dict:
     """The eval record of one video (see the module docstring)."""
-    frames, attrs = read_frames_file(frames_path)
+    frames, attrs = read_frames(frames_path)
     source, iuv = read_guidance_correspondence(correspondence_path)
     expected = grids(frames.shape[1])["guidance"]
     if frames.shape[1] != frames.shape[2] or source.shape[1] != expected:

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from latentman.errors import LatentmanError
-from latentman.motion import Motion, from_smpl, ground, require_frames
+from latentman.motion.clip import Motion, from_smpl, ground, require_frames
 from latentman.skeleton import NUM_HML_JOINTS
 
 #: Z-up (AMASS) → Y-up: (x, y, z) → (x, z, -y), a -90° rotation about X.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from latentman.errors import LatentmanError, ModelNotFoundError
-from latentman.motion import Motion, ground, require_frames
+from latentman.motion.clip import Motion, ground, require_frames
 from latentman.motion.humanml import FEATURE_DIM, recover_from_ric
 from latentman.motion.mdm_net import MDM, GaussianDiffusion
 
@@ -105,6 +106,33 @@ def build_model(args: Mapping[str, Any]) -> MDM:
     )
 
 
+def check_mdm_files(models: Mapping[str, Any]) -> tuple[Path, Path, Path, Path]:
+    """(checkpoint, args.json, statistics folder, CLIP folder) of ``models.mdm*``, each checked to exist.
+
+    Run when the workflow starts and again when MDM loads, so both say the same one line: the key, the
+    path tried and where to get the file.
+    """
+    checkpoint = Path(os.path.expanduser(str(models.get("mdm"))))
+    if not checkpoint.is_file():
+        raise _missing("models.mdm", checkpoint, "MDM checkpoint", WHERE_MDM)
+    args_path = checkpoint.parent / "args.json"
+    if not args_path.is_file():
+        raise _missing("models.mdm", args_path, "args.json (beside the checkpoint)", WHERE_MDM)
+    stats_dir = Path(os.path.expanduser(str(models.get("mdm_stats") or checkpoint.parent)))
+    for name in ("Mean.npy", "Std.npy"):
+        if not (stats_dir / name).is_file():
+            key = (
+                "models.mdm_stats"
+                if models.get("mdm_stats")
+                else "models.mdm_stats (default: the checkpoint folder)"
+            )
+            raise _missing(key, stats_dir / name, f"HumanML3D {name}", WHERE_STATS)
+    clip_dir = models.get("mdm_clip")
+    if not clip_dir or not Path(os.path.expanduser(str(clip_dir))).is_dir():
+        raise _missing("models.mdm_clip", clip_dir, "CLIP ViT-B/32 text encoder folder", WHERE_CLIP)
+    return checkpoint, args_path, stats_dir, Path(os.path.expanduser(str(clip_dir)))
+
+
 def load_mdm(config: Mapping[str, Any]) -> MDMBundle:
     """Load checkpoint, args.json, CLIP text encoder and statistics named by ``config['models']``.
 
@@ -114,37 +142,20 @@ def load_mdm(config: Mapping[str, Any]) -> MDMBundle:
     """
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
-    models = config.get("models") or {}
-    checkpoint = Path(str(models.get("mdm")))
-    if not checkpoint.is_file():
-        raise _missing("models.mdm", checkpoint, "MDM checkpoint", WHERE_MDM)
-    args_path = checkpoint.parent / "args.json"
-    if not args_path.is_file():
-        raise _missing("models.mdm", args_path, "args.json (beside the checkpoint)", WHERE_MDM)
+    checkpoint, args_path, stats_dir, clip_dir = check_mdm_files(config.get("models") or {})
     try:
         args = json.loads(args_path.read_text())
     except json.JSONDecodeError as exc:
         raise ModelNotFoundError(f"models.mdm: {args_path} is not valid JSON ({exc})") from None
-    stats_dir = Path(str(models.get("mdm_stats") or checkpoint.parent))
     stats = []
     for name in ("Mean.npy", "Std.npy"):
         path = stats_dir / name
-        if not path.is_file():
-            key = (
-                "models.mdm_stats"
-                if models.get("mdm_stats")
-                else "models.mdm_stats (default: the checkpoint folder)"
-            )
-            raise _missing(key, path, f"HumanML3D {name}", WHERE_STATS)
         array = np.load(path).astype(np.float32)
         if array.shape != (FEATURE_DIM,) or not np.isfinite(array).all():
             raise ModelNotFoundError(
                 f"models.mdm_stats: {path} has shape {array.shape}, expected ({FEATURE_DIM},)"
             )
         stats.append(array)
-    clip_dir = models.get("mdm_clip")
-    if not clip_dir or not Path(str(clip_dir)).is_dir():
-        raise _missing("models.mdm_clip", clip_dir, "CLIP ViT-B/32 text encoder folder", WHERE_CLIP)
     try:
         tokenizer = CLIPTokenizer.from_pretrained(str(clip_dir), local_files_only=True)
         text_model = CLIPTextModelWithProjection.from_pretrained(str(clip_dir), local_files_only=True).eval()

@@ -6,11 +6,8 @@ limbs red; written with imageio through :func:`latentman.io.atomic_path`.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from latentman.io import atomic_path
 from latentman.skeleton import NUM_HML_JOINTS, PARENTS
 
 _LEFT = {1, 4, 7, 10, 13, 16, 18, 20}
@@ -60,17 +57,3 @@ def render_frames(joints: np.ndarray, size: int = 256, title: str = "") -> np.nd
     finally:
         plt.close(fig)
     return np.stack(frames)
-
-
-def write_preview(
-    frames: np.ndarray, fps: float, gif_path: str | os.PathLike, mp4_path: str | os.PathLike
-) -> None:
-    """Write ``frames`` ``(F, H, W, 3)`` uint8 as a looping GIF and an H.264 MP4, atomically."""
-    import imageio.v2 as imageio
-
-    with atomic_path(gif_path) as tmp:
-        imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
-    with atomic_path(mp4_path) as tmp:
-        # Even sizes for yuv420p; macro_block_size=1 keeps the size as drawn.
-        even = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
-        imageio.mimsave(tmp, list(even), format="FFMPEG", fps=fps, macro_block_size=1)

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import colorsys
-import os
 
 import numpy as np
-
-from latentman.io import atomic_path
 
 
 def part_palette() -> np.ndarray:
@@ -36,18 +33,3 @@ def preview_frames(control: np.ndarray, iuv: np.ndarray) -> np.ndarray:
     """Frames ``(F, H, 2W, 3)`` uint8: control image (grey) | coloured IUV."""
     grey = np.repeat(np.asarray(control, dtype=np.uint8)[..., None], 3, axis=-1)
     return np.concatenate([grey, colour_iuv(iuv)], axis=2)
-
-
-def write_render_preview(
-    control: np.ndarray, iuv: np.ndarray, fps: float, gif_path: str | os.PathLike, mp4_path: str | os.PathLike
-) -> None:
-    """Write the side-by-side preview as a looping GIF and an H.264 MP4, atomically."""
-    import imageio.v2 as imageio
-
-    frames = preview_frames(control, iuv)
-    with atomic_path(gif_path) as tmp:
-        imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
-    with atomic_path(mp4_path) as tmp:
-        # Even sizes for yuv420p; macro_block_size=1 keeps the size as drawn.
-        even = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
-        imageio.mimsave(tmp, list(even), format="FFMPEG", fps=fps, macro_block_size=1)

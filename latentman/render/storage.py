@@ -20,7 +20,7 @@ Root attrs: ``fps`` (video), ``frame_step``, ``motion_source``, ``iuv_source``, 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -74,88 +74,128 @@ def write_render(path: str | os.PathLike, data: Mapping[str, Any], attrs: Mappin
         write_dataset(group, "vertex_iuv", np.asarray(mesh["vertex_iuv"], dtype=np.float32), per_frame=False)
 
 
-def read_render(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate every dataset of a render file.
+FIELDS = (*FRAME_DATASETS, "smpl", "camera", "mesh")
 
-    Returns a dict with the frame datasets (``depth``, ``control``, ``iuv``, ``face_id``,
-    ``barycentric``, ``mask``), ``smpl`` (dict of arrays + ``fit_error_mm``, ``fit``, ``body``),
-    ``intrinsics``, ``extrinsics``, ``resolution``, ``yfov_deg``, ``control_encoding``,
-    ``rest_vertices``, ``faces``, ``vertex_iuv`` and the root ``attrs``.
+
+def read_render(path: str | os.PathLike, fields: Collection[str] = FIELDS) -> dict[str, Any]:
+    """Read ``fields`` of a render file and run every check that applies to them.
+
+    Fields: the frame datasets (``depth``, ``control``, ``iuv``, ``face_id``, ``barycentric``, ``mask``),
+    ``smpl`` (dict of arrays + ``fit_error_mm``, ``fit``, ``body``), ``camera`` (``intrinsics``,
+    ``extrinsics``, ``resolution``, ``yfov_deg``) and ``mesh`` (``rest_vertices``, ``faces``,
+    ``vertex_iuv``); the root ``attrs`` and ``control_encoding`` always come along. Frame datasets are
+    checked for shape (F, R, R[, C]) with R a multiple of 64, dtype and finiteness; cross-dataset checks
+    (index ranges, one foreground in face_id, mask and depth) run on the fields read.
 
     Raises:
-        IntermediateFileError: missing, foreign or old file, or a dataset with the wrong shape, dtype
-            or non-finite values; the message names the file and says to rerun rule 'render'.
+        IntermediateFileError: missing, foreign or old file, or a dataset with the wrong shape, dtype,
+            range or non-finite values; the message names the file and says to rerun rule 'render'.
     """
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"read_render: unknown field(s) {sorted(unknown)}; fields: {', '.join(FIELDS)}")
     fmt = "render"
     with open_intermediate(path, fmt) as h5:
         out: dict[str, Any] = {"attrs": {k: _plain(v) for k, v in h5.attrs.items()}}
-        depth = read_h5_dataset(h5, "depth", fmt, shape=(None, None, None), dtype=np.float32)
-        frames, height, width = depth.shape
-        if frames < 1 or height != width or height % 64:
-            raise IntermediateFileError(
-                f"{h5.filename}: 'depth' has shape {depth.shape}, expected (F, R, R) with R a multiple "
-                "of 64; rerun rule 'render'"
+        shape: tuple[int, ...] | None = None
+        for name in (f for f in FRAME_DATASETS if f in fields):
+            channels = (3,) if name in ("iuv", "barycentric") else ()
+            expected = (*(shape or (None, None, None)), *channels)
+            out[name] = read_h5_dataset(h5, name, fmt, shape=expected, dtype=FRAME_DTYPES[name])
+            if shape is None:
+                shape = out[name].shape[:3]
+                frames, height, width = shape
+                if frames < 1 or height != width or height % 64:
+                    raise IntermediateFileError(
+                        f"{h5.filename}: '{name}' has shape {out[name].shape}, expected (F, R, R) frames "
+                        "with R a multiple of 64; rerun rule 'render'"
+                    )
+        if "control" in h5:
+            out["control_encoding"] = _plain(h5["control"].attrs.get("encoding", "near_bright"))
+        if "smpl" in fields:
+            out["smpl"] = _read_smpl(h5, fmt, shape[0] if shape else None)
+        if "camera" in fields:
+            out.update(_read_camera(h5, fmt, shape[1] if shape else None))
+        if "mesh" in fields:
+            vertices = read_h5_dataset(h5, "mesh/rest_vertices", fmt, shape=(None, 3), dtype=np.float32)
+            out["rest_vertices"] = vertices
+            out["faces"] = read_h5_dataset(h5, "mesh/faces", fmt, shape=(None, 3), dtype=(np.int32, np.int64))
+            out["vertex_iuv"] = read_h5_dataset(
+                h5, "mesh/vertex_iuv", fmt, shape=(vertices.shape[0], 3), dtype=np.float32
             )
-        out["depth"] = depth
-        out["control"] = read_h5_dataset(h5, "control", fmt, shape=(frames, height, width), dtype=np.uint8)
-        out["control_encoding"] = _plain(h5["control"].attrs.get("encoding", "near_bright"))
-        out["iuv"] = read_h5_dataset(h5, "iuv", fmt, shape=(frames, height, width, 3), dtype=np.uint8)
-        out["face_id"] = read_h5_dataset(h5, "face_id", fmt, shape=(frames, height, width), dtype=np.int32)
-        out["barycentric"] = read_h5_dataset(
-            h5, "barycentric", fmt, shape=(frames, height, width, 3), dtype=(np.float16, np.float32)
-        )
-        out["mask"] = read_h5_dataset(h5, "mask", fmt, shape=(frames, height, width), dtype=np.uint8)
-        smpl: dict[str, Any] = {
-            "global_orient": read_h5_dataset(
-                h5, "smpl/global_orient", fmt, shape=(frames, 3), dtype=np.float32
-            ),
-            "body_pose": read_h5_dataset(h5, "smpl/body_pose", fmt, shape=(frames, 69), dtype=np.float32),
-            "transl": read_h5_dataset(h5, "smpl/transl", fmt, shape=(frames, 3), dtype=np.float32),
-            "betas": read_h5_dataset(h5, "smpl/betas", fmt, shape=(None,), dtype=np.float32),
-        }
-        for key in ("fit_error_mm", "fit", "body"):
-            if key not in h5["smpl"].attrs:
-                raise IntermediateFileError(
-                    f"{h5.filename}: attribute 'smpl/{key}' is missing; rerun rule 'render'"
-                )
-            smpl[key] = _plain(h5["smpl"].attrs[key])
-        out["smpl"] = smpl
-        out["intrinsics"] = read_h5_dataset(h5, "camera/intrinsics", fmt, shape=(3, 3))
-        out["extrinsics"] = read_h5_dataset(h5, "camera/extrinsics", fmt, shape=(4, 4))
-        out["resolution"] = int(h5["camera"].attrs.get("resolution", -1))
-        out["yfov_deg"] = float(h5["camera"].attrs.get("yfov_deg", np.nan))
-        if out["resolution"] != height:
-            raise IntermediateFileError(
-                f"{h5.filename}: camera resolution {out['resolution']} does not match the {height}² frames; "
-                "rerun rule 'render'"
-            )
-        vertices = read_h5_dataset(h5, "mesh/rest_vertices", fmt, shape=(None, 3), dtype=np.float32)
-        faces = read_h5_dataset(h5, "mesh/faces", fmt, shape=(None, 3), dtype=(np.int32, np.int64))
-        out["rest_vertices"] = vertices
-        out["faces"] = faces
-        out["vertex_iuv"] = read_h5_dataset(
-            h5, "mesh/vertex_iuv", fmt, shape=(vertices.shape[0], 3), dtype=np.float32
-        )
     _check_consistency(out, str(path))
     return out
 
 
-def _check_consistency(out: dict[str, Any], source: str) -> None:
-    """Cross-dataset checks: index ranges and the same foreground in every frame dataset."""
-    hint = "rerun rule 'render'"
-    faces, face_id, iuv = out["faces"], out["face_id"], out["iuv"]
-    if faces.size and (faces.min() < 0 or faces.max() >= len(out["rest_vertices"])):
-        raise IntermediateFileError(f"{source}: 'mesh/faces' indexes vertices that do not exist; {hint}")
-    if face_id.min() < -1 or face_id.max() >= len(faces):
-        raise IntermediateFileError(f"{source}: 'face_id' holds indices outside -1..{len(faces) - 1}; {hint}")
-    if iuv[..., 0].max() > 24:
-        raise IntermediateFileError(f"{source}: 'iuv' part labels exceed 24; {hint}")
-    if out["mask"].max() > 1:
-        raise IntermediateFileError(f"{source}: 'mask' holds values other than 0 and 1; {hint}")
-    foreground = face_id >= 0
-    if not np.array_equal(foreground, out["mask"] > 0) or not np.array_equal(foreground, out["depth"] > 0):
+FRAME_DTYPES = {
+    "depth": np.float32,
+    "control": np.uint8,
+    "iuv": np.uint8,
+    "face_id": np.int32,
+    "barycentric": (np.float16, np.float32),
+    "mask": np.uint8,
+}
+
+
+def _read_smpl(h5, fmt: str, frames: int | None) -> dict[str, Any]:
+    smpl: dict[str, Any] = {
+        "global_orient": read_h5_dataset(h5, "smpl/global_orient", fmt, shape=(frames, 3), dtype=np.float32),
+        "body_pose": read_h5_dataset(h5, "smpl/body_pose", fmt, shape=(frames, 69), dtype=np.float32),
+        "transl": read_h5_dataset(h5, "smpl/transl", fmt, shape=(frames, 3), dtype=np.float32),
+        "betas": read_h5_dataset(h5, "smpl/betas", fmt, shape=(None,), dtype=np.float32),
+    }
+    for key in ("fit_error_mm", "fit", "body"):
+        if key not in h5["smpl"].attrs:
+            raise IntermediateFileError(
+                f"{h5.filename}: attribute 'smpl/{key}' is missing; rerun rule 'render'"
+            )
+        smpl[key] = _plain(h5["smpl"].attrs[key])
+    return smpl
+
+
+def _read_camera(h5, fmt: str, height: int | None) -> dict[str, Any]:
+    camera = {
+        "intrinsics": read_h5_dataset(h5, "camera/intrinsics", fmt, shape=(3, 3)),
+        "extrinsics": read_h5_dataset(h5, "camera/extrinsics", fmt, shape=(4, 4)),
+        "resolution": int(h5["camera"].attrs.get("resolution", -1)),
+        "yfov_deg": float(h5["camera"].attrs.get("yfov_deg", np.nan)),
+    }
+    if height is not None and camera["resolution"] != height:
         raise IntermediateFileError(
-            f"{source}: 'face_id', 'mask' and 'depth' disagree on the foreground; {hint}"
+            f"{h5.filename}: camera resolution {camera['resolution']} does not match the {height}² frames; "
+            "rerun rule 'render'"
+        )
+    return camera
+
+
+def _check_consistency(out: dict[str, Any], source: str) -> None:
+    """Cross-dataset checks on the fields read: index ranges and one foreground in every frame dataset."""
+    hint = "rerun rule 'render'"
+    faces = out.get("faces")
+    if faces is not None and faces.size and (faces.min() < 0 or faces.max() >= len(out["rest_vertices"])):
+        raise IntermediateFileError(f"{source}: 'mesh/faces' indexes vertices that do not exist; {hint}")
+    face_id = out.get("face_id")
+    if face_id is not None and face_id.min() < -1:
+        raise IntermediateFileError(f"{source}: 'face_id' holds indices below -1; {hint}")
+    if face_id is not None and faces is not None and face_id.max() >= len(faces):
+        raise IntermediateFileError(f"{source}: 'face_id' holds indices outside -1..{len(faces) - 1}; {hint}")
+    if "iuv" in out and out["iuv"][..., 0].max() > 24:
+        raise IntermediateFileError(f"{source}: 'iuv' part labels exceed 24; {hint}")
+    if "mask" in out and out["mask"].max() > 1:
+        raise IntermediateFileError(f"{source}: 'mask' holds values other than 0 and 1; {hint}")
+    foregrounds = {
+        name: value
+        for name, value in (
+            ("face_id", None if face_id is None else face_id >= 0),
+            ("mask", out["mask"] > 0 if "mask" in out else None),
+            ("depth", out["depth"] > 0 if "depth" in out else None),
+        )
+        if value is not None
+    }
+    reference = next(iter(foregrounds.values()), None)
+    if any(not np.array_equal(reference, value) for value in foregrounds.values()):
+        raise IntermediateFileError(
+            f"{source}: {', '.join(repr(n) for n in foregrounds)} disagree on the foreground; {hint}"
         )
 
 

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 from conftest import copy_repo
 
-from latentman.correspondence.storage import read_correspondence, read_render_inputs, write_correspondence
+from latentman.correspondence import read_correspondence, read_render_inputs, write_correspondence
 from latentman.errors import IntermediateFileError, LatentmanError, ModelNotFoundError
+from latentman.generation.storage import read_frames
 from latentman.io import atomic_h5, write_dataset
-from latentman.metrics.aggregate import load_eval
-from latentman.metrics.evaluate import evaluate_video, read_frames_file
+from latentman.metrics.evaluate import evaluate_video
+from latentman.metrics.storage import read_evaluation
 from latentman.models import check_controlnet_folder, check_sd_folder
 from latentman.motion import read_motion, write_motion
 from latentman.motion.library import choose_motion
@@ -256,7 +257,7 @@ def test_frames_file_that_is_a_render_file(tmp_path):
     with pytest.raises(
         IntermediateFileError, match="expected a 'frames' file, found format='render'.*rerun rule 'generate'"
     ):
-        read_frames_file(path)
+        read_frames(path)
 
 
 def test_frames_with_wrong_dtype(tmp_path):
@@ -264,14 +265,14 @@ def test_frames_with_wrong_dtype(tmp_path):
     with atomic_h5(path, "frames") as h5:
         write_dataset(h5, "frames", np.zeros((2, 16, 16, 3), np.float32))
     with pytest.raises(IntermediateFileError, match="'frames' has dtype float32, expected uint8"):
-        read_frames_file(path)
+        read_frames(path)
 
 
 def test_corrupted_eval_json(tmp_path):
     path = tmp_path / "e.json"
     path.write_text('{"format": "eval", "h_mse": ')
     with pytest.raises(IntermediateFileError, match="not a readable eval JSON.*rule 'evaluate'"):
-        load_eval(path)
+        read_evaluation(path)
 
 
 def test_old_format_version_is_rejected_not_misread(tmp_path):

@@ -1,0 +1,222 @@
+"""Model registry: resolve ``models.stable_diffusion`` / ``models.controlnet_depth`` to local weights.
+
+Accepted values of each key:
+
+* a local **diffusers folder** — SD1.5: ``unet/ vae/ text_encoder/ tokenizer/`` (``scheduler/`` optional,
+  our DDIM settings replace it); ControlNet depth: ``config.json`` + ``diffusion_pytorch_model.safetensors``
+  (or ``.bin``). Folder-only: single-file ``.ckpt``/``.safetensors`` checkpoints are not accepted
+  (convert them once with diffusers' conversion scripts).
+* ``embedded:tiny`` — tiny random-weight models built by code (:func:`build_tiny`), saved with
+  ``save_pretrained`` under ``results/models/embedded-tiny/{stable_diffusion,controlnet_depth}`` and
+  loaded back through the same ``from_pretrained(..., local_files_only=True)`` path as real weights.
+* ``embedded:toy`` — a small model of the same component classes TRAINED by latentman on painted renders of
+  its built-in body (``tools/train_toy_model.py``; :mod:`latentman.toy`), shipped inside the package under
+  ``latentman/data/toy_model/{stable_diffusion,controlnet_depth}`` and loaded through the same
+  ``from_pretrained`` path. It makes pictures of its toy domain only: it is not Stable Diffusion.
+* ``embedded:sd15-random`` — the real SD1.5 + ControlNet architecture with random weights (built lazily
+  in memory; large), for speed/memory benchmarks.
+
+Nothing is ever downloaded: ``HF_HUB_OFFLINE=1`` and ``local_files_only=True`` everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latentman.errors import ModelNotFoundError
+
+EMBEDDED_KINDS = ("embedded:tiny", "embedded:toy", "embedded:sd15-random")
+TOY_DIR = Path(__file__).resolve().parents[1] / "data" / "toy_model"
+RANDOM_NOTE = "random weights: frames are structured noise, not pictures"
+TOY_NOTE = (
+    "embedded:toy: a small model trained by latentman on painted renders of its built-in body "
+    "(toy domain: captioned shirt/trousers/shoes colours); not Stable Diffusion"
+)
+SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
+SD_SOURCE = "the runwayml/stable-diffusion-v1-5 repository (diffusers layout), downloaded by you"
+CN_SOURCE = "the lllyasviel/control_v11f1p_sd15_depth repository, downloaded by you"
+WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors")
+
+
+@dataclass
+class Models:
+    """The diffusion components of one run (all on CPU in float32 after loading)."""
+
+    unet: Any
+    controlnet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    ids: dict = field(default_factory=dict)  # key -> what was loaded (path or embedded kind)
+    hashes: dict = field(default_factory=dict)  # key -> sha256 of config files / weight index
+    random_weights: bool = False
+    note: str = ""  # what these weights are, when they are not the user's (written to frames.h5)
+
+
+# -------------------------------------------------------------------------------------- loading
+def _missing(key: str, path: Path, what: str, needs: str, source: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"models.{key} = {str(path)!r}: {what}. The folder must contain {needs}; get such weights from "
+        f"{source} and set models.{key} to the folder (or use embedded:tiny)"
+    )
+
+
+def check_sd_folder(path: Path, key: str = "stable_diffusion") -> None:
+    needs = "unet/, vae/, text_encoder/ and tokenizer/ (diffusers layout; scheduler/ optional)"
+    if not path.is_dir():
+        raise _missing(key, path, "folder not found", needs, SD_SOURCE)
+    for part in SD_PARTS:
+        if not (path / part).is_dir():
+            raise _missing(key, path, f"sub-folder {part}/ is missing", needs, SD_SOURCE)
+    for part in ("unet", "vae", "text_encoder"):
+        if not (path / part / "config.json").is_file():
+            raise _missing(key, path, f"{part}/config.json is missing", needs, SD_SOURCE)
+
+
+def check_controlnet_folder(path: Path, key: str = "controlnet_depth") -> None:
+    needs = "config.json and diffusion_pytorch_model.safetensors (diffusers layout)"
+    if not path.is_dir():
+        raise _missing(key, path, "folder not found", needs, CN_SOURCE)
+    if not (path / "config.json").is_file():
+        raise _missing(key, path, "config.json is missing", needs, CN_SOURCE)
+    if not any((path / name).is_file() for name in WEIGHT_NAMES):
+        raise _missing(key, path, "no weights file", needs, CN_SOURCE)
+
+
+def folder_hash(path: Path) -> str:
+    """sha256 over the config/index files of a model folder (cheap; weights are identified by them).
+
+    Small weight files (< 50 MB, i.e. the tiny models) are hashed in full.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        if file.suffix in (".json", ".txt") or file.stat().st_size < 50_000_000:
+            digest.update(str(file.relative_to(path)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def resolve_path(value: str, key: str, models_dir: str | os.PathLike) -> Path:
+    """The folder a config value points to (embedded:tiny -> models_dir/embedded-tiny/<key>,
+    embedded:toy -> the package's data/toy_model/<key>)."""
+    if value == "embedded:tiny":
+        return Path(models_dir) / "embedded-tiny" / key
+    if value == "embedded:toy":
+        return TOY_DIR / key
+    return Path(os.path.expanduser(value))
+
+
+def load_models(models_config: dict, models_dir: str | os.PathLike = "results/models") -> Models:
+    """Load SD1.5 + ControlNet depth from the config's ``models`` section, offline."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    sd_value = models_config["stable_diffusion"]
+    cn_value = models_config["controlnet_depth"]
+    if sd_value == "embedded:sd15-random" or cn_value == "embedded:sd15-random":
+        if sd_value != cn_value:
+            raise ModelNotFoundError(
+                "models.stable_diffusion and models.controlnet_depth must both be embedded:sd15-random"
+            )
+        from latentman.models.embedded import build_sd15_random
+
+        return build_sd15_random()
+    sd_path = resolve_path(sd_value, "stable_diffusion", models_dir)
+    cn_path = resolve_path(cn_value, "controlnet_depth", models_dir)
+    if sd_value == "embedded:tiny" and not sd_path.is_dir():
+        raise ModelNotFoundError(
+            f"models.stable_diffusion = embedded:tiny: {sd_path} not found; it is built by rule "
+            "'embedded_models' (snakemake --cores 1 embedded_models)"
+        )
+    check_toy_model(models_config)
+    check_sd_folder(sd_path)
+    check_controlnet_folder(cn_path)
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    def load(cls, path, key, source, **kwargs):
+        try:
+            return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
+        except (OSError, ValueError, json.JSONDecodeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelNotFoundError(
+                f"models.{key}: cannot load {path} ({first}); get the weights from {source}"
+            ) from None
+
+    unet = load(UNet2DConditionModel, sd_path / "unet", "stable_diffusion", SD_SOURCE)
+    vae = load(AutoencoderKL, sd_path / "vae", "stable_diffusion", SD_SOURCE)
+    text_encoder = load(CLIPTextModel, sd_path / "text_encoder", "stable_diffusion", SD_SOURCE)
+    tokenizer = load(CLIPTokenizer, sd_path / "tokenizer", "stable_diffusion", SD_SOURCE)
+    controlnet = load(ControlNetModel, cn_path, "controlnet_depth", CN_SOURCE)
+    if controlnet.config.cross_attention_dim != unet.config.cross_attention_dim:
+        raise ModelNotFoundError(
+            f"models.controlnet_depth = {cn_value!r} does not match models.stable_diffusion = {sd_value!r} "
+            f"(cross_attention_dim {controlnet.config.cross_attention_dim} "
+            f"vs {unet.config.cross_attention_dim})"
+        )
+    random = sd_value == "embedded:tiny" or (sd_path.parent / "RANDOM_WEIGHTS.txt").exists()
+    note = RANDOM_NOTE if random else (TOY_NOTE if sd_value == "embedded:toy" else "")
+    return Models(
+        unet,
+        controlnet,
+        vae,
+        text_encoder,
+        tokenizer,
+        ids={"stable_diffusion": sd_value, "controlnet_depth": cn_value},
+        hashes={"stable_diffusion": folder_hash(sd_path), "controlnet_depth": folder_hash(cn_path)},
+        random_weights=random,
+        note=note,
+    )
+
+
+def check_toy_model(models_config: dict) -> None:
+    """One clear line when ``embedded:toy`` is configured but its shipped weights are not there."""
+    for key in ("stable_diffusion", "controlnet_depth"):
+        if models_config.get(key) != "embedded:toy":
+            continue
+        path = TOY_DIR / key
+        needed = ("unet/config.json", "vae/config.json", "text_encoder/config.json", "tokenizer/vocab.json")
+        files = (
+            needed if key == "stable_diffusion" else ("config.json", "diffusion_pytorch_model.safetensors")
+        )
+        missing = [name for name in files if not (path / name).is_file()]
+        if missing:
+            raise ModelNotFoundError(
+                f"models.{key} = embedded:toy: the toy model that ships with latentman is missing or "
+                f"incomplete at {path} (no {missing[0]}); restore it from the repository (git checkout -- "
+                "latentman/data/toy_model) or rebuild it with python tools/train_toy_model.py --export"
+            )
+
+
+def check_model_files(models_config: dict) -> None:
+    """Cheap existence checks of every configured model file, run when the workflow starts.
+
+    A wrong path then stops the run before any job, with one line naming the key, the path and where to
+    get the file, instead of failing in a job minutes (or a cluster queue) later.
+    """
+    check_toy_model(models_config)
+    for key, check in (("stable_diffusion", check_sd_folder), ("controlnet_depth", check_controlnet_folder)):
+        value = str(models_config.get(key, ""))
+        if not value.startswith("embedded:"):
+            check(Path(os.path.expanduser(value)), key)
+    if models_config.get("mdm"):
+        from latentman.motion.mdm import check_mdm_files
+
+        check_mdm_files(models_config)
+    optional_files = (
+        ("body", "an SMPL model file (SMPL_NEUTRAL.pkl or .npz) from https://smpl.is.tue.mpg.de", "builtin"),
+        ("densepose_uv", "DensePose's UV_Processed.mat (DensePose repository, DensePoseData)", None),
+    )
+    for key, what, default in optional_files:
+        value = models_config.get(key)
+        if value and value != default and not Path(os.path.expanduser(str(value))).is_file():
+            raise ModelNotFoundError(f"models.{key} = {str(value)!r}: file not found; expected {what}")
+    clip_eval = models_config.get("clip_eval")
+    if clip_eval and not Path(os.path.expanduser(str(clip_eval))).is_dir():
+        raise ModelNotFoundError(
+            f"models.clip_eval = {str(clip_eval)!r}: folder not found; expected a local CLIP model folder "
+            "(transformers save_pretrained of openai/clip-vit-base-patch32), or null to skip the CLIP score"
+        )

@@ -1,0 +1,35 @@
+"""The motion stage for one prompt: its motion_file, else MDM (``models.mdm``), else the built-in library."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from latentman.motion import library
+from latentman.motion.clip import Motion, from_smpl, motion_frames
+
+
+def make_motion(row: Mapping[str, Any], config: Mapping[str, Any]) -> Motion:
+    """The motion of one prompt row: its motion_file if set, else MDM if ``models.mdm`` is set, else built-in.
+
+    ``row`` has the prompts.tsv columns (motion, frames, seed, motion_file).
+    """
+    frames = motion_frames(row["frames"], config)
+    fps = float(config.get("motion", {}).get("fps", 20))
+    seed = int(row["seed"])
+    text = str(row.get("motion", ""))
+    motion_file = row.get("motion_file") or ""
+    if isinstance(motion_file, float):  # pandas NaN for an empty cell
+        motion_file = ""
+    if motion_file:
+        from latentman.motion.importers import import_motion
+
+        return import_motion(motion_file, frames, fps, text=text, seed=seed)
+    mdm = (config.get("models") or {}).get("mdm")
+    if mdm:
+        from latentman.motion.mdm import generate_mdm
+
+        return generate_mdm(text, frames, fps, seed, config)
+    name = library.choose_motion(text)
+    poses, transl = library.generate(name, frames, fps, seed)
+    return from_smpl(poses, transl, fps, text, f"builtin:{name}", seed)

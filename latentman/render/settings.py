@@ -1,0 +1,37 @@
+"""The ``render:`` section of config.yaml as a typed object, built once from the validated config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+IUV_SOURCES = ("exact", "densepose")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Render settings; the ranges and choices are checked by the config schema when the workflow
+    starts (schemas/config.schema.yaml), not here again."""
+
+    resolution: int = 512
+    backend: str = "auto"
+    iuv: str = "exact"
+    control_encoding: str = "near_bright"
+    yfov_deg: float = 60.0
+    fill: float = 0.8
+    elevation_deg: float = 5.0
+
+    @classmethod
+    def from_config(cls, render: Mapping[str, Any]) -> RenderSettings:
+        """Settings from a validated ``render:`` mapping (every key present, as config.yaml has it)."""
+        camera = render["camera"]
+        return cls(
+            resolution=int(render["resolution"]),
+            backend=str(render["backend"]),
+            iuv=str(render["iuv"]),
+            control_encoding=str(render["control_encoding"]),
+            yfov_deg=float(camera["yfov_deg"]),
+            fill=float(camera["fill"]),
+            elevation_deg=float(camera["elevation_deg"]),
+        )

@@ -1,0 +1,149 @@
+"""The body + render stage for one prompt: motion file → render file (+ control | IUV preview).
+
+1. :func:`pose_clip`: SMPL parameters for every motion frame (latentman.body.fit: the motion's own
+   rotations, or a fit to its joints), then every ``frame_step``-th frame, exactly ``frames`` of them;
+   the mesh of those frames is lifted so that its lowest vertex over the whole clip is at y = 0.
+2. :func:`latentman.render.frames.render_mesh_sequence`: one fixed camera for the clip, one pyrender pass
+   per frame; depth, IUV, face ids, barycentrics and the control image follow exactly from it.
+3. :func:`render_record`: what the render file holds (layout: latentman.render.storage).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentman.errors import IntermediateFileError
+from latentman.render.frames import RenderedFrames, ground_offset, render_mesh_sequence
+from latentman.render.settings import RenderSettings
+from latentman.render.storage import write_render
+
+log = logging.getLogger(__name__)
+
+
+def video_frames(motion_frames: int, frames: int, frame_step: int, source: str, prompt: str) -> np.ndarray:
+    """Indices of the motion frames that become video frames: every frame_step-th, ``frames`` of them."""
+    needed = (frames - 1) * frame_step + 1
+    if motion_frames != needed:
+        raise IntermediateFileError(
+            f"{source}: has {motion_frames} motion frames, prompt {prompt!r} with "
+            f"frames={frames} and motion.frame_step={frame_step} needs {needed}; rerun rule 'motion' "
+            "(snakemake --cores all --forcerun motion)"
+        )
+    return np.arange(0, needed, frame_step)
+
+
+def pose_clip(motion, body, keep: np.ndarray, source: str):
+    """(SMPL parameters of the kept frames, grounded mesh vertices ``(F, V, 3)`` float64)."""
+    from latentman.body.fit import fit_motion
+
+    smpl = fit_motion(motion, body).take(keep)
+    log.info("%s: SMPL %s, mean joint error %.2f mm", source, smpl.method, smpl.fit_error_mm)
+    vertices, _ = body.forward(smpl.global_orient, smpl.body_pose, smpl.transl, betas=smpl.betas)
+    lift = ground_offset(vertices)
+    vertices = vertices.astype(np.float64)
+    vertices[..., 1] += lift
+    smpl.transl = smpl.transl + np.array([0.0, lift, 0.0], dtype=np.float32)
+    if not np.isfinite(vertices).all():
+        raise IntermediateFileError(f"{source}: the posed body has NaN vertices; rerun rule 'motion'")
+    return smpl, vertices
+
+
+def render_record(smpl, body, rendered: RenderedFrames, iuv: np.ndarray, settings: RenderSettings) -> dict:
+    """The datasets of a render file (latentman.render.storage.write_render)."""
+    rest_vertices, _ = body.forward(np.zeros((1, 3)), np.zeros((1, 69)), np.zeros((1, 3)))
+    vertex_iuv = np.concatenate(
+        [np.asarray(body.vertex_part, np.float32)[:, None], np.asarray(body.vertex_uv, np.float32)], axis=1
+    )
+    return {
+        "smpl": {
+            "global_orient": smpl.global_orient,
+            "body_pose": smpl.body_pose,
+            "transl": smpl.transl,
+            "betas": smpl.betas,
+            "fit_error_mm": smpl.fit_error_mm,
+            "fit": smpl.method,
+            "body": body.name,
+        },
+        "camera": rendered.camera,
+        "depth": rendered.depth,
+        "control": rendered.control,
+        "control_encoding": settings.control_encoding,
+        "iuv": iuv,
+        "face_id": rendered.face_id,
+        "barycentric": rendered.barycentric,
+        "mask": rendered.mask,
+        "mesh": {"rest_vertices": rest_vertices[0], "faces": body.faces, "vertex_iuv": vertex_iuv},
+    }
+
+
+def render_prompt(
+    motion_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    gif_path: str | os.PathLike | None,
+    mp4_path: str | os.PathLike | None,
+    settings: RenderSettings,
+    prompt: str,
+    frames: int,
+    frame_step: int = 1,
+    body_spec: str = "builtin",
+    densepose_uv: str | None = None,
+    densepose_model: str | None = None,
+) -> dict[str, Any]:
+    """Motion file → render file (+ preview) for the prompt ``prompt`` of ``frames`` video frames.
+
+    Nothing is written unless every step succeeds (atomic writes). Returns a short summary
+    (frames, fit method and error, backend, seconds per frame) for the log.
+    """
+    from latentman.body import load_body
+    from latentman.io import write_videos
+    from latentman.motion.storage import read_motion
+    from latentman.render.preview import preview_frames
+
+    if settings.iuv == "densepose":
+        from latentman.render.densepose import require_densepose
+
+        require_densepose(densepose_model)
+    motion = read_motion(motion_path)
+    keep = video_frames(motion.num_frames, int(frames), int(frame_step), str(motion_path), prompt)
+    body = load_body(body_spec, densepose_uv=densepose_uv)
+    smpl, vertices = pose_clip(motion, body, keep, str(motion_path))
+    rendered = render_mesh_sequence(
+        vertices, body.faces, body.vertex_part, body.vertex_uv, settings, source=str(motion_path)
+    )
+    iuv = rendered.iuv
+    if settings.iuv == "densepose":
+        from latentman.render.densepose import densepose_iuv, shaded_frames
+
+        shaded = shaded_frames(vertices, body.faces, rendered.camera, settings.backend)
+        iuv = densepose_iuv(shaded, densepose_model)
+    fps = float(motion.fps) / int(frame_step)
+    attrs = {
+        "fps": fps,
+        "frame_step": int(frame_step),
+        "motion_source": motion.source,
+        "iuv_source": settings.iuv,
+        "backend": rendered.backend,
+        "settings": vars(settings),
+    }
+    write_render(output_path, render_record(smpl, body, rendered, iuv, settings), attrs)
+    if gif_path is not None and mp4_path is not None:
+        try:
+            write_videos(preview_frames(rendered.control, iuv), fps, mp4_path, gif_path)
+        except BaseException:
+            # All outputs or none: a render file without its preview would look finished.
+            Path(output_path).unlink(missing_ok=True)
+            raise
+    summary = {
+        "frames": int(len(keep)),
+        "fit": smpl.method,
+        "fit_error_mm": round(smpl.fit_error_mm, 3),
+        "backend": rendered.backend,
+        "seconds_per_frame": round(rendered.seconds_per_frame, 4),
+    }
+    log.info("%s: %s", output_path, summary)
+    return summary
