@@ -62,15 +62,32 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
         return f"{source}: {key} = {value!r} has the wrong type (expected {error.validator_value})"
     if validator == "pattern" and "description" in schema:
         return f"{source}: {key} = {value!r} is not allowed ({schema['description']})"
-    if validator == "propertyNames":
+    if "propertyNames" in error.schema_path:  # the error is about a name (a key), not its value
+        if validator == "maxLength":
+            return (
+                f"{source}: {key}: name {value[:40]!r}... is longer than {error.validator_value} characters"
+            )
         return f"{source}: {key}: name {value!r} is not allowed (letters, digits, '_', '.', '+', '-')"
+    if validator == "maxLength":
+        return f"{source}: {key} = {value[:40]!r}... is longer than {error.validator_value} characters"
     return f"{source}: {key} = {value!r} is not allowed: {error.message}"
+
+
+def _strict_validator(schema: Mapping):
+    """The schema's validator class, with "integer" meaning a whole number written as one (JSON Schema
+    counts 4.0 as an integer; a config that says ``num_inference_steps: 4.0`` is a typo worth stopping)."""
+    base = jsonschema.validators.validator_for(schema)
+
+    def is_integer(checker, instance) -> bool:
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    return jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("integer", is_integer))
 
 
 def validate_against_schema(data: Any, schema_name: str, source: str) -> None:
     """Raise ConfigError with one line for the first schema violation (deepest error first)."""
-    validator_cls = jsonschema.validators.validator_for(load_schema(schema_name))
-    validator = validator_cls(load_schema(schema_name))
+    schema = load_schema(schema_name)
+    validator = _strict_validator(schema)(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: (-len(e.absolute_path), str(e.absolute_path)))
     if errors:
         best = jsonschema.exceptions.best_match(errors, key=jsonschema.exceptions.relevance)
@@ -141,6 +158,12 @@ def check_variant_settings(settings: Mapping, where: str) -> None:
                 f"{where}.{module}.steps = [{first}, {last}] is outside the schedule "
                 f"(num_inference_steps = {steps}: allowed step indices 0..{steps - 1})"
             )
+    dynamics = settings["t2v_zero"]
+    if settings["method"] != "masactrl" and dynamics["motion_dynamics"] and dynamics["delta_t"] >= steps:
+        raise ConfigError(
+            f"{where}.t2v_zero.delta_t = {dynamics['delta_t']} is outside the schedule: motion dynamics "
+            f"denoises delta_t of the {steps} steps (allowed 0..{steps - 1})"
+        )
     masactrl = settings["masactrl"]
     if settings["method"] == "masactrl" and masactrl["start_step"] >= steps:
         raise ConfigError(
@@ -175,45 +198,87 @@ def validate_config(config: Mapping, source: str = "config") -> dict:
 # --------------------------------------------------------------------------------------------
 # prompt table
 # --------------------------------------------------------------------------------------------
-def load_prompts(path: str | os.PathLike) -> pd.DataFrame:
-    """Read and validate prompts.tsv; returns a DataFrame indexed by id (typed columns)."""
-    path = Path(path)
+REQUIRED_PROMPT_COLUMNS = ("id", "motion", "prompt", "frames", "seed")
+
+
+def _prompt_lines(path: Path) -> list[str]:
+    """The table's lines; a missing, empty, binary or folder path is one clear error."""
     if not path.exists():
         raise ConfigError(f"prompt table {path} not found (config key: prompts)")
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment=None)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    if path.is_dir():
         raise ConfigError(
-            f"{path}: not a readable tab-separated table ({str(exc).splitlines()[0]})"
-        ) from None
-    table.columns = [c.strip() for c in table.columns]
-    unknown = [c for c in table.columns if c not in PROMPT_COLUMNS]
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown column(s) {', '.join(unknown)} (allowed: {', '.join(PROMPT_COLUMNS)})"
+            f"prompt table {path} is a folder; expected a tab-separated file (config key: prompts)"
         )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    if not text.strip():
+        raise ConfigError(
+            f"{path}: the file is empty; expected a header line ({chr(9).join(PROMPT_COLUMNS)}) and one "
+            "row per video"
+        )
+    return text.splitlines()
+
+
+def _prompt_record(fields: list[str], header: list[str], where: str) -> dict:
+    """One row as typed values, checked against the schema; ConfigError names the line and column."""
+    extra = [
+        (index, field) for index, field in enumerate(fields[len(header) :], len(header) + 1) if field.strip()
+    ]
+    if extra:
+        index, field = extra[0]
+        raise ConfigError(
+            f"{where}: field {index} ({field.strip()[:40]!r}) has no column: the header has {len(header)} "
+            "(a tab inside a text?)"
+        )
+    record = {column: (fields[i].strip() if i < len(fields) else "") for i, column in enumerate(header)}
     for column in ("negative_prompt", "motion_file"):
-        if column not in table:
-            table[column] = ""
-    if table.empty:
+        record.setdefault(column, "")
+    for key in ("frames", "seed"):
+        text = record[key]
+        try:
+            record[key] = int(text)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: column {key} = {text!r} is not allowed (expected a whole number)"
+            ) from None
+    validate_against_schema(record, "prompts", where)
+    return record
+
+
+def load_prompts(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate prompts.tsv; returns a DataFrame indexed by id (typed columns).
+
+    Every bad row is reported at once (one line each), naming its line number, id and column.
+    """
+    path = Path(path)
+    lines = _prompt_lines(path)
+    header = [column.strip() for column in lines[0].split("\t")]
+    while header and header[-1] == "":  # trailing tabs on the header line
+        header.pop()
+    unknown = [c for c in header if c not in PROMPT_COLUMNS]
+    if unknown:
+        allowed = ", ".join(PROMPT_COLUMNS)
+        raise ConfigError(f"{path}: unknown column(s) {', '.join(map(repr, unknown))} (allowed: {allowed})")
+    missing = [c for c in REQUIRED_PROMPT_COLUMNS if c not in header]
+    if missing:
+        raise ConfigError(f"{path}: the header lacks column(s) {', '.join(missing)}")
+    rows, errors = [], []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        identifier = fields[header.index("id")].strip() if header.index("id") < len(fields) else "?"
+        where = f"{path} line {number} (id {identifier!r})"
+        try:
+            rows.append(_prompt_record(fields, header, where))
+        except ConfigError as error:
+            errors.append(str(error))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    if not rows:
         raise ConfigError(f"{path}: the table has no rows")
-    rows = []
-    for number, row in enumerate(table.to_dict("records"), start=2):
-        record = {key: (value.strip() if isinstance(value, str) else value) for key, value in row.items()}
-        where = f"{path} line {number} (id {record.get('id', '?')!r})"
-        for key in ("frames", "seed"):
-            text = record.get(key, "")
-            try:
-                record[key] = int(text)
-            except (TypeError, ValueError):
-                if text == "" and key not in table:
-                    continue
-                raise ConfigError(
-                    f"{where}: {key} = {text!r} is not allowed (expected a whole number)"
-                ) from None
-        record = {k: v for k, v in record.items() if not (k in ("frames", "seed") and v == "")}
-        validate_against_schema(record, "prompts", where)
-        rows.append(record)
     frame = pd.DataFrame(rows, columns=PROMPT_COLUMNS)
     duplicated = frame["id"][frame["id"].duplicated()].tolist()
     if duplicated:

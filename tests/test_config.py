@@ -60,6 +60,11 @@ def _set(config, dotted, value):
         ("correspondence.references", ["prev", "sideways"], ["correspondence.references[1]", "sideways"]),
         ("run_variants", ["t2v_zero", "nope"], ["run_variants", "nope"]),
         ("variants.bad name!", {"method": "t2v_zero"}, ["variants", "bad name!"]),
+        # JSON Schema counts 4.0 as an integer; a config does not
+        ("generation.defaults.num_inference_steps", 4.0, ["num_inference_steps = 4.0", "wrong type"]),
+        ("generation.defaults.seed", 2**63, ["generation.defaults.seed", "maximum of 9223372036854775807"]),
+        ("generation.video_fps", 0.01, ["generation.video_fps = 0.01", "minimum of 1"]),
+        ("variants." + "v" * 300, {}, ["variants: name 'vvvv", "longer than 100 characters"]),
     ],
 )
 def test_invalid_config_value_is_named(default_config, key, value, expected):
@@ -80,6 +85,17 @@ def test_step_range_outside_schedule(default_config):
         ConfigError, match=r"variants\.latentman\.pwg\.steps = \[4, 40\] is outside the schedule"
     ):
         validate_config(config)
+
+
+def test_motion_dynamics_longer_than_the_schedule(default_config):
+    config = copy.deepcopy(default_config)
+    config["variants"]["t2v_zero"]["t2v_zero"] = {"motion_dynamics": True, "delta_t": 20}
+    with pytest.raises(
+        ConfigError, match=r"variants\.t2v_zero\.t2v_zero\.delta_t = 20 is outside the schedule"
+    ):
+        validate_config(config)
+    config["variants"]["t2v_zero"]["t2v_zero"]["motion_dynamics"] = False  # then delta_t is not used
+    validate_config(config)
 
 
 def test_step_range_reversed(default_config):
@@ -137,6 +153,44 @@ def test_invalid_prompt_table_is_named(tmp_path, rows, expected):
     assert "\n" not in message
     for fragment in expected:
         assert fragment in message, (fragment, message)
+
+
+def test_every_bad_prompt_row_is_reported_at_once(tmp_path):
+    path = tmp_path / "prompts.tsv"
+    rows = "a\twalk\ta robot\t\teight\t1\nb\twalk\ta cat\t\t8\t1\nc\twalk\ta dog\t\t8\t-2\n"
+    path.write_text(HEADER + rows)
+    with pytest.raises(ConfigError) as info:
+        load_prompts(path)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2
+    assert "line 2 (id 'a'): column frames = 'eight'" in lines[0]
+    assert "line 4 (id 'c'): seed = -2" in lines[1]
+
+
+def test_prompt_table_files_that_are_not_tables(tmp_path):
+    empty = tmp_path / "empty.tsv"
+    empty.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"empty\.tsv: the file is empty; expected a header line"):
+        load_prompts(empty)
+    with pytest.raises(
+        ConfigError, match=r"is a folder; expected a tab-separated file \(config key: prompts\)"
+    ):
+        load_prompts(tmp_path)
+    binary = tmp_path / "binary.tsv"
+    binary.write_bytes(b"id\tmotion\n\xff\xfe\x00")
+    with pytest.raises(ConfigError, match=r"binary\.tsv: not UTF-8 text"):
+        load_prompts(binary)
+
+
+def test_trailing_tabs_pass_and_extra_fields_are_named(tmp_path):
+    path = tmp_path / "prompts.tsv"
+    path.write_text(HEADER.rstrip("\n") + "\t\n" + "a\twalk\ta robot\t\t8\t1\t\t\n")
+    assert load_prompts(path).loc["a", "frames"] == 8
+    path.write_text(HEADER + "a\twalk\ta robot\t\t8\t1\n" + "b\twalk\ta shiny\trobot\t\t8\t1\n")
+    with pytest.raises(ConfigError) as info:
+        load_prompts(path)
+    message = str(info.value)
+    assert "line 3 (id 'b'): field 7 ('1') has no column: the header has 6" in message
 
 
 def test_prompt_table_unknown_column_and_empty(tmp_path):

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train the embedded toy model (``embedded:toy``) on painted renders of the built-in body.
 
-    python tools/train_toy_model.py [--minutes 140] [--stop-after STEP] [--export] [--smoke DIR]
+    python tools/train_toy_model.py [--minutes 140] [--stop-after STEP] [--export [--export-to DIR]]
+                                    [--smoke DIR]
 
 Runs every unfinished step of the recipe (latentman.toy.train.Recipe) in order: render the dataset,
 train the VAE, then the denoiser stages, and stops cleanly when ``--minutes`` are up (a resume state is kept
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--export", action="store_true", help="export the newest stage to latentman/data/toy_model"
     )
+    parser.add_argument(
+        "--export-to", type=Path, help="with --export: this folder instead (e.g. to look at a stage first)"
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "results" / "toy_training", help="work folder")
     parser.add_argument("--smoke", type=Path, help="scaled-down run entirely inside this folder (tests)")
     args = parser.parse_args(argv)
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         paths = train.Paths(
             args.work, ROOT / "tools" / "toy_training", ROOT / "latentman" / "data" / "toy_model"
         )
+    if args.export_to is not None:
+        paths.export = args.export_to
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     state = train.train_all(recipe, paths, args.minutes, args.stop_after)
     log_file = paths.checkpoints / "log.tsv"
