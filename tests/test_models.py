@@ -83,6 +83,25 @@ def test_embedded_tiny_not_built_names_the_rule(tmp_path):
         load_models(TINY, tmp_path)
 
 
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda sd: shutil.rmtree(sd / "vae"), "sub-folder vae/ is missing"),
+        (lambda sd: (sd / "unet" / "config.json").write_text("{not json"), "unet"),
+    ],
+)
+def test_damaged_embedded_tiny_says_rebuild_not_download(models_dir, tmp_path, damage, problem):
+    copy = tmp_path / "models"
+    shutil.copytree(models_dir, copy)
+    damage(copy / "embedded-tiny" / "stable_diffusion")
+    with pytest.raises(ModelNotFoundError) as info:
+        load_models(TINY, copy)
+    message = str(info.value)
+    assert message.startswith("models.stable_diffusion = embedded:tiny: the model built at")
+    assert problem in message and f"delete {copy / 'embedded-tiny'} and rerun" in message
+    assert "runwayml" not in message and "\n" not in message
+
+
 def test_sd15_random_config_values():
     unet, vae = sd15_unet_config(), sd15_vae_config()
     assert unet["block_out_channels"] == (320, 640, 1280, 1280) and unet["cross_attention_dim"] == 768

@@ -60,10 +60,12 @@ class Models:
 
 # -------------------------------------------------------------------------------------- loading
 def _missing(key: str, path: Path, what: str, needs: str, source: str) -> ModelNotFoundError:
-    return ModelNotFoundError(
+    error = ModelNotFoundError(
         f"models.{key} = {str(path)!r}: {what}. The folder must contain {needs}; get such weights from "
         f"{source} and set models.{key} to the folder (or use embedded:tiny)"
     )
+    error.problem = what  # for damaged_embedded
+    return error
 
 
 def check_sd_folder(path: Path, key: str = "stable_diffusion") -> None:
@@ -132,16 +134,29 @@ def load_models(models_config: dict, models_dir: str | os.PathLike = "results/mo
             "'embedded_models' (snakemake --cores 1 embedded_models)"
         )
     check_toy_model(models_config)
-    check_sd_folder(sd_path)
-    check_controlnet_folder(cn_path)
+    for value, key, path, check in (
+        (sd_value, "stable_diffusion", sd_path, check_sd_folder),
+        (cn_value, "controlnet_depth", cn_path, check_controlnet_folder),
+    ):
+        try:
+            check(path, key)
+        except ModelNotFoundError as error:
+            if value in ("embedded:tiny", "embedded:toy"):
+                raise damaged_embedded(
+                    value, key, path, str(error).split(": ", 1)[-1].split(".")[0]
+                ) from None
+            raise
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     def load(cls, path, key, source, **kwargs):
+        value = models_config[key]
         try:
             return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
         except (OSError, ValueError, json.JSONDecodeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if value in ("embedded:tiny", "embedded:toy"):
+                raise damaged_embedded(value, key, path, first) from None
             raise ModelNotFoundError(
                 f"models.{key}: cannot load {path} ({first}); get the weights from {source}"
             ) from None
@@ -169,6 +184,21 @@ def load_models(models_config: dict, models_dir: str | os.PathLike = "results/mo
         hashes={"stable_diffusion": folder_hash(sd_path), "controlnet_depth": folder_hash(cn_path)},
         random_weights=random,
         note=note,
+    )
+
+
+def damaged_embedded(value: str, key: str, path: Path, problem: str) -> ModelNotFoundError:
+    """The smallest fix for a damaged built-in model: rebuild (tiny) or restore (toy), never a download."""
+    if value == "embedded:tiny":
+        folder = next((p for p in Path(path).parents if p.name == "embedded-tiny"), Path(path).parent)
+        return ModelNotFoundError(
+            f"models.{key} = embedded:tiny: the model built at {path} is damaged ({problem}); "
+            f"delete {folder} and rerun: rule 'embedded_models' builds it again"
+        )
+    return ModelNotFoundError(
+        f"models.{key} = embedded:toy: the model shipped at {path} is damaged ({problem}); restore it "
+        "with git checkout -- latentman/data/toy_model, or rebuild it with python tools/train_toy_model.py "
+        "--export"
     )
 
 
