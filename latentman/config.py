@@ -159,7 +159,20 @@ def check_variant_settings(settings: Mapping, where: str) -> None:
                 f"(num_inference_steps = {steps}: allowed step indices 0..{steps - 1})"
             )
     dynamics = settings["t2v_zero"]
-    if settings["method"] != "masactrl" and dynamics["motion_dynamics"] and dynamics["delta_t"] >= steps:
+    if settings["method"] == "masactrl":
+        # MasaCtrl has its own attention (mutual self-attention) and no latent motion: say so, do not ignore
+        if settings["attention"] != "first":
+            raise ConfigError(
+                f"{where}.attention = {settings['attention']!r} has no effect with method masactrl (mutual "
+                "self-attention to the first frame from masactrl.start_step); leave attention at 'first' "
+                "or use method t2v_zero"
+            )
+        if dynamics["motion_dynamics"]:
+            raise ConfigError(
+                f"{where}.t2v_zero.motion_dynamics = true has no effect with method masactrl; switch it off "
+                "or use method t2v_zero"
+            )
+    elif dynamics["motion_dynamics"] and dynamics["delta_t"] >= steps:
         raise ConfigError(
             f"{where}.t2v_zero.delta_t = {dynamics['delta_t']} is outside the schedule: motion dynamics "
             f"denoises delta_t of the {steps} steps (allowed 0..{steps - 1})"

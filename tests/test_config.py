@@ -1,6 +1,7 @@
 """Config and prompt-table validation: every mistake is one line naming the key and value."""
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,20 @@ def test_motion_dynamics_longer_than_the_schedule(default_config):
         validate_config(config)
     config["variants"]["t2v_zero"]["t2v_zero"]["motion_dynamics"] = False  # then delta_t is not used
     validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"attention": "first_prev"}, "attention = 'first_prev' has no effect with method masactrl"),
+        ({"t2v_zero": {"motion_dynamics": True}}, "variants.m.t2v_zero.motion_dynamics = true has no effect"),
+    ],
+)
+def test_settings_masactrl_would_ignore_are_refused(default_config, override, message):
+    config = copy.deepcopy(default_config)
+    config["variants"]["m"] = {"method": "masactrl", **override}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(config)
 
 
 def test_step_range_reversed(default_config):
