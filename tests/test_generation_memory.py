@@ -11,6 +11,7 @@ from latentman.config import load_config, resolve_variant
 from latentman.generation import attention
 from latentman.generation.pipeline import LatentmanPipeline
 from latentman.generation.pwg import frame_loss, guidance_image, pixel_wise_guidance
+from latentman.generation.settings import GenerationSettings
 from latentman.models import build_tiny, load_models
 
 TINY = {"stable_diffusion": "embedded:tiny", "controlnet_depth": "embedded:tiny"}
@@ -37,6 +38,7 @@ def predicted_x0(pipe, grad: bool):
     """(x̂0, UNet input) of one PWG step (step 1 of 4) of the latentman variant on random latents."""
     s = resolve_variant(load_config("config.yaml"), "latentman")
     s["num_inference_steps"] = 4
+    s = GenerationSettings.from_config(s)
     pipe.scheduler.set_timesteps(4)
     attention.install(pipe.unet, pipe.controlnet, pipe.context, s)
     pipe.context.step = 1

@@ -186,28 +186,28 @@ def scaled_start_layer(start_layer: int, n_layers: int) -> int:
     return int(round(start_layer * n_layers / 16))
 
 
-def install(unet, controlnet, context: FrameContext, settings: dict) -> None:
-    """Install the processors of ``settings['method']`` on the UNet and ControlNet."""
+def install(unet, controlnet, context: FrameContext, settings) -> None:
+    """Install the processors of ``settings.method`` (a GenerationSettings) on the UNet and ControlNet."""
     from diffusers.models.attention_processor import AttnProcessor2_0
 
-    method = settings["method"]
+    method = settings.method
     for model in (unet, controlnet):
         processors = {}
         names = self_attention_names(model)
-        start = scaled_start_layer(settings["masactrl"]["start_layer"], len(names))
+        start = scaled_start_layer(settings.masactrl.start_layer, len(names))
         for name in model.attn_processors:
-            if ".attn1." not in name or (method != "masactrl" and settings["attention"] == "none"):
+            if ".attn1." not in name or (method != "masactrl" and settings.attention == "none"):
                 # attention: none = every frame on its own (the frame-independent baseline).
                 processors[name] = AttnProcessor2_0()
             elif method == "masactrl":
                 if model is unet:
-                    masa = settings["masactrl"]
+                    masa = settings.masactrl
                     processors[name] = MutualSelfAttnProcessor(
-                        context, names.index(name), masa["start_step"], start, masa["masked"]
+                        context, names.index(name), masa.start_step, start, masa.masked
                     )
                 else:
                     # MasaCtrl controls the UNet only; the ControlNet keeps plain self-attention.
                     processors[name] = AttnProcessor2_0()
             else:
-                processors[name] = CrossFrameAttnProcessor(context, settings["attention"])
+                processors[name] = CrossFrameAttnProcessor(context, settings.attention)
         model.set_attn_processor(processors)

@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from latentman.config import check_variant_settings, grids
+from latentman.config import grids
 from latentman.errors import ConfigError, IntermediateFileError
 from latentman.generation import attention
 from latentman.generation.pwg import GRADIENT_MODES, guidance_gradients, pixel_wise_guidance
+from latentman.generation.settings import GenerationSettings
 from latentman.generation.sla import spatial_latent_alignment
 
 log = logging.getLogger(__name__)
@@ -90,14 +91,11 @@ class LatentmanPipeline:
     def check_inputs(
         control: np.ndarray,
         correspondence: dict,
-        settings: dict,
         n_frames: int | None = None,
         multiple: int = 8,
     ):
-        """Raise early, naming the offending value, before any denoising."""
-        check_variant_settings(settings, f"variants.{settings.get('name', '?')}")
-        if settings["pwg"]["enabled"] and not settings["pwg"]["delta"] > 0:
-            raise ConfigError(f"pwg.delta = {settings['pwg']['delta']} must be > 0")
+        """Raise early, naming the offending file, before any denoising (the settings were checked with
+        the config, when the workflow started)."""
         if control.ndim != 3 or control.shape[1] != control.shape[2] or control.shape[1] % multiple:
             raise IntermediateFileError(
                 f"render control has shape {control.shape}; "
@@ -170,7 +168,7 @@ class LatentmanPipeline:
                 t,
                 emb,
                 controlnet_cond=cond,
-                conditioning_scale=settings["controlnet_scale"],
+                conditioning_scale=settings.controlnet_scale,
                 return_dict=False,
             )
         z_in = z.detach().requires_grad_(grad)
@@ -179,7 +177,7 @@ class LatentmanPipeline:
                 z_in, t, emb, down_block_additional_residuals=down, mid_block_additional_residual=mid
             ).sample.float()
             eps_u, eps_c = eps.chunk(2)
-            eps_hat = eps_u + settings["guidance_scale"] * (eps_c - eps_u)
+            eps_hat = eps_u + settings.guidance_scale * (eps_c - eps_u)
             a_t, _ = self.alphas(int(t))
             x0 = (x - math.sqrt(1 - a_t) * eps_hat) / math.sqrt(a_t)
         return eps_hat, z_in, x0
@@ -190,8 +188,8 @@ class LatentmanPipeline:
         Denoise x_T of frame 0 by Δt steps, shift frame k by λ·k latent pixels along (1, 1), re-noise
         back to T with DDPM noise (one draw per frame from a generator seeded with seed + 1).
         """
-        opts = settings["t2v_zero"]
-        delta_t = int(opts["delta_t"])
+        opts = settings.t2v_zero
+        delta_t = opts.delta_t
         x = x_t[:1]
         for k in range(delta_t):
             self.context.step = -1 - k
@@ -204,7 +202,7 @@ class LatentmanPipeline:
         generator = torch.Generator("cpu").manual_seed(int(seed) + 1)
         out = []
         for k in range(n):
-            shift = float(opts["lambda"]) * k * 2.0 / grid  # in normalised [-1, 1] coordinates
+            shift = opts.lambda_ * k * 2.0 / grid  # in normalised [-1, 1] coordinates
             theta = torch.tensor([[1.0, 0.0, shift], [0.0, 1.0, shift]], device=x.device)[None]
             warp = F.affine_grid(theta, list(x.shape), align_corners=False)
             moved = F.grid_sample(
@@ -222,7 +220,7 @@ class LatentmanPipeline:
         negative_prompt: str,
         control: np.ndarray,
         correspondence: dict | None,
-        settings: dict,
+        settings: GenerationSettings | dict,
         seed: int,
         mask: np.ndarray | None = None,
         callback_on_step_end=None,
@@ -233,35 +231,36 @@ class LatentmanPipeline:
         correspondence: {"latent": (F, g, g), "guidance": (F, G, G), "reference_index": (F,)} int arrays
         (needed when SLA or PWG is on).
         """
-        sla, pwg = settings["sla"], settings["pwg"]
-        if (sla["enabled"] or pwg["enabled"]) and correspondence is None:
+        settings = GenerationSettings.from_config(settings)
+        sla, pwg = settings.sla, settings.pwg
+        if settings.needs_correspondence and correspondence is None:
             raise ConfigError("SLA/PWG are enabled but no correspondence file was given")
         # The UNet halves the latent at every level but the last: SD1.5 needs 64-pixel multiples.
         multiple = 8 * 2 ** (len(self.unet.config.block_out_channels) - 1)
-        self.check_inputs(control, correspondence or {}, settings, multiple=multiple)
+        self.check_inputs(control, correspondence or {}, multiple=multiple)
         n, resolution = control.shape[0], control.shape[1]
         grid = resolution // 8
         attention.install(self.unet, self.controlnet, self.context, settings)
         self.context.masks = torch.as_tensor(mask > 0) if mask is not None else None
 
-        self.scheduler.set_timesteps(settings["num_inference_steps"])
+        self.scheduler.set_timesteps(settings.num_inference_steps)
         timesteps = self.scheduler.timesteps
         text = self.encode_prompt(prompt, negative_prompt).to(self.dtype)
         depth = torch.as_tensor(control, dtype=torch.float32, device=self.device) / 255.0
         depth = depth[:, None].expand(-1, 3, -1, -1).to(self.dtype)
         x = self.prepare_latents(seed, n, grid)
-        if settings["method"] != "masactrl" and settings["t2v_zero"]["motion_dynamics"]:
+        if settings.motion_dynamics:
             x = self.motion_dynamics(x, text, depth, settings, timesteps, seed)
 
         self.guidance_losses = []
-        size = int(settings["chunk_size"])
+        size = settings.chunk_size
         chunks = [list(range(s, min(s + size, n))) for s in range(0, n, size)]
-        grad_mode = pwg["gradient"]
+        grad_mode = pwg.gradient
         for k, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress)):
             self.context.step = k
-            if sla["enabled"] and sla["steps"][0] <= k <= sla["steps"][1]:
+            if sla.active(k):
                 x = spatial_latent_alignment(x, correspondence["latent"], correspondence["reference_index"])
-            guide = pwg["enabled"] and pwg["steps"][0] <= k <= pwg["steps"][1]
+            guide = pwg.active(k)
             # The probe compares all three modes, so it needs the UNet's graph too.
             through_unet = guide and (grad_mode in ("unet", "full") or self.gradient_probe is not None)
             self._checkpointing(guide)
@@ -289,7 +288,7 @@ class LatentmanPipeline:
                     g = grads[grad_mode]
                     step_loss += loss
                     log.debug("step %d PWG loss %.5f |g|max %.3g", k, loss, float(g.abs().max()))
-                    step = step - pwg["delta"] * g
+                    step = step - pwg.delta * g
                 x_next[chunk] = step.detach()
             x = x_next
             if guide:

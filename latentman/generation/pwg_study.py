@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from latentman.generation.settings import GenerationSettings
+
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.flatten().double(), b.flatten().double()
@@ -23,7 +25,8 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def gradient_study(pipe, prompt, negative_prompt, control, correspondence, settings, seed, mask=None) -> dict:
     """Cosines with the true gradient and ω per guided step; ``settings`` must have PWG enabled."""
-    if not settings["pwg"]["enabled"]:
+    settings = GenerationSettings.from_config(settings)
+    if not settings.pwg.enabled:
         raise ValueError("gradient_study needs settings with pwg.enabled")
     records: list[dict] = []
 
@@ -49,12 +52,12 @@ def gradient_study(pipe, prompt, negative_prompt, control, correspondence, setti
     finally:
         pipe.gradient_probe = None
     guided = list(pipe.guidance_losses)
-    unguided_settings = dict(settings, pwg=dict(settings["pwg"], delta=1e-12))
+    unguided_settings = settings.with_pwg(delta=1e-12)
     pipe(prompt, negative_prompt, control, correspondence, unguided_settings, seed, mask=mask, progress=False)
     unguided = list(pipe.guidance_losses)
     return {
-        "mode": settings["pwg"]["gradient"],
-        "delta": settings["pwg"]["delta"],
+        "mode": settings.pwg.gradient,
+        "delta": settings.pwg.delta,
         "per_chunk": records,
         "loss_guided": [loss for _, loss in guided],
         "loss_unguided": [loss for _, loss in unguided],

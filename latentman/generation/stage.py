@@ -12,11 +12,13 @@ import logging
 import resource
 import sys
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
 from latentman.errors import ConfigError, IntermediateFileError
+from latentman.generation.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 def generate_video(
     row: dict,
-    settings: dict,
+    settings: Mapping,
     models_config: dict,
     render_path,
     correspondence_path=None,
@@ -65,24 +67,25 @@ def generate_video(
     from latentman.generation.pipeline import LatentmanPipeline, resolve_device
     from latentman.models import load_models
 
+    settings = GenerationSettings.from_config(settings)
     torch_device = resolve_device(device)
-    seed = settings["seed"] if settings.get("seed") is not None else int(row["seed"])
-    needs_corr = settings["sla"]["enabled"] or settings["pwg"]["enabled"]
+    seed = settings.seed if settings.seed is not None else int(row["seed"])
+    needs_corr = settings.needs_correspondence
     if needs_corr and correspondence_path is None:
-        raise ConfigError(f"variant {settings.get('name')!r}: SLA/PWG need a correspondence file")
+        raise ConfigError(f"variant {settings.name!r}: SLA/PWG need a correspondence file")
     control, mask, correspondence = read_guidance_inputs(render_path, correspondence_path, needs_corr)
     if int(row.get("frames", control.shape[0])) != control.shape[0]:
         raise IntermediateFileError(
             f"{render_path}: {control.shape[0]} frames, prompt {row.get('id')!r} asks for {row['frames']}; "
             "rerun rule 'render'"
         )
-    LatentmanPipeline.check_inputs(control, correspondence or {}, settings)
+    LatentmanPipeline.check_inputs(control, correspondence or {})
     models = load_models(models_config, models_dir)
-    pipe = LatentmanPipeline(models, torch_device, settings["dtype"])
+    pipe = LatentmanPipeline(models, torch_device, settings.dtype)
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    suffix = settings.get("prompt_suffix") or ""
-    negative = row.get("negative_prompt") or settings["negative_prompt"]
+    suffix = settings.prompt_suffix
+    negative = row.get("negative_prompt") or settings.negative_prompt
     start = time.perf_counter()
     frames = pipe(
         str(row["prompt"]) + suffix,
@@ -96,7 +99,7 @@ def generate_video(
     )
     wall = time.perf_counter() - start
     attrs = {
-        "settings": settings,
+        "settings": settings.as_dict(),
         "seed": int(seed),
         "prompt": str(row["prompt"]),
         "model_ids": models.ids,

@@ -1,0 +1,110 @@
+"""The generation settings of one variant as a typed object, built once from the validated config.
+
+The config schema (schemas/config.schema.yaml, ``generation_settings``) and
+:func:`latentman.config.check_variant_settings` check every value when the workflow starts; this object
+only gives the resolved variant a shape, so the pipeline, the attention processors and the PWG study read
+``settings.pwg.delta`` instead of re-checking dictionary keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StepWindow:
+    """A module switched on for the denoising step indices ``steps = (first, last)``, inclusive."""
+
+    enabled: bool
+    steps: tuple[int, int]
+
+    def active(self, step: int) -> bool:
+        return self.enabled and self.steps[0] <= step <= self.steps[1]
+
+
+@dataclass(frozen=True)
+class PwgSettings(StepWindow):
+    delta: float = 0.01
+    gradient: str = "unet"
+
+
+@dataclass(frozen=True)
+class T2VZeroSettings:
+    motion_dynamics: bool
+    delta_t: int
+    lambda_: float  # config key "lambda"
+
+
+@dataclass(frozen=True)
+class MasaCtrlSettings:
+    start_step: int
+    start_layer: int
+    masked: bool
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    name: str
+    method: str
+    seed: int | None
+    num_inference_steps: int
+    guidance_scale: float
+    controlnet_scale: float
+    prompt_suffix: str
+    negative_prompt: str
+    attention: str
+    reference: str
+    sla: StepWindow
+    pwg: PwgSettings
+    chunk_size: int
+    dtype: str
+    t2v_zero: T2VZeroSettings
+    masactrl: MasaCtrlSettings
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any]) -> GenerationSettings:
+        """From a resolved variant (:func:`latentman.config.resolve_variant`) of a validated config."""
+        if isinstance(settings, GenerationSettings):
+            return settings
+        sla, pwg, t2v, masa = (settings[key] for key in ("sla", "pwg", "t2v_zero", "masactrl"))
+        return cls(
+            name=str(settings.get("name", "")),
+            method=settings["method"],
+            seed=settings["seed"],
+            num_inference_steps=int(settings["num_inference_steps"]),
+            guidance_scale=float(settings["guidance_scale"]),
+            controlnet_scale=float(settings["controlnet_scale"]),
+            prompt_suffix=settings["prompt_suffix"] or "",
+            negative_prompt=settings["negative_prompt"] or "",
+            attention=settings["attention"],
+            reference=settings["reference"],
+            sla=StepWindow(bool(sla["enabled"]), tuple(sla["steps"])),
+            pwg=PwgSettings(bool(pwg["enabled"]), tuple(pwg["steps"]), float(pwg["delta"]), pwg["gradient"]),
+            chunk_size=int(settings["chunk_size"]),
+            dtype=settings["dtype"],
+            t2v_zero=T2VZeroSettings(bool(t2v["motion_dynamics"]), int(t2v["delta_t"]), float(t2v["lambda"])),
+            masactrl=MasaCtrlSettings(
+                int(masa["start_step"]), int(masa["start_layer"]), bool(masa["masked"])
+            ),
+        )
+
+    @property
+    def needs_correspondence(self) -> bool:
+        return self.sla.enabled or self.pwg.enabled
+
+    @property
+    def motion_dynamics(self) -> bool:
+        return self.method != "masactrl" and self.t2v_zero.motion_dynamics
+
+    def with_pwg(self, **changes) -> GenerationSettings:
+        return replace(self, pwg=replace(self.pwg, **changes))
+
+    def as_dict(self) -> dict:
+        """The config's spelling (frames.h5 ``settings``, eval JSON): the keys of generation.defaults."""
+        out = asdict(self)
+        for key in ("sla", "pwg"):
+            out[key]["steps"] = list(out[key]["steps"])
+        out["t2v_zero"]["lambda"] = out["t2v_zero"].pop("lambda_")
+        return out
