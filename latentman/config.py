@@ -330,7 +330,8 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
             raise ConfigError(f"{source}: id {prompt_id!r}: motion_file {row['motion_file']!r} not found")
     from latentman.motion.library import choose_motion  # lazy: keeps `import latentman.config` light
 
-    mdm = config.get("models", {}).get("mdm")
+    mdm = config["models"]["mdm"]
+    defaults = config["generation"]["defaults"]
     for prompt_id, row in prompts.iterrows():
         if not row["motion_file"] and not mdm:
             # the built-in library must know the motion: say so now, not in a job minutes later
@@ -338,11 +339,9 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
                 choose_motion(row["motion"])
             except LatentmanError as error:
                 raise ConfigError(f"{source}: id {prompt_id!r}: {error}") from None
-        suffix = config.get("generation", {}).get("defaults", {}).get("prompt_suffix", "")
-        if config.get("models", {}).get("stable_diffusion") == "embedded:toy":
-            negative = row.get("negative_prompt") or config["generation"]["defaults"].get(
-                "negative_prompt", ""
-            )
+        suffix = defaults["prompt_suffix"]
+        if config["models"]["stable_diffusion"] == "embedded:toy":
+            negative = row["negative_prompt"] or defaults["negative_prompt"]
             _check_toy_prompt(f"{row['prompt']}{suffix} {negative}", f"{source}: id {prompt_id!r}")
         tokens = minimum_clip_tokens(str(row["prompt"]) + str(suffix))
         if tokens > CLIP_TOKEN_LIMIT:
@@ -351,9 +350,9 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
                 f"{tokens} tokens; the text encoder reads 77 ({CLIP_TOKEN_LIMIT} + start and end) and would "
                 "drop the rest: shorten the prompt or the suffix"
             )
-    step = config.get("motion", {}).get("frame_step", 1)
-    fps = config.get("motion", {}).get("fps", 20)
-    if config.get("models", {}).get("mdm"):
+    step = config["motion"]["frame_step"]
+    fps = config["motion"]["fps"]
+    if mdm:
         # MDM generates at most 196 frames (9.8 s at 20 fps).
         for prompt_id, row in prompts.iterrows():
             needed = (row["frames"] - 1) * step + 1

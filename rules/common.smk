@@ -102,7 +102,7 @@ def render_inputs(wildcards):
     """The user's body file, DensePose UV data and (render.iuv: densepose) DensePose model folder."""
     models = config["models"]
     files = {}
-    if models.get("body", "builtin") != "builtin":
+    if models["body"] != "builtin":
         files["body"] = models["body"]
     if models.get("densepose_uv"):
         files["densepose_uv"] = models["densepose_uv"]

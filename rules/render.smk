@@ -24,7 +24,7 @@ rule render:
         mem_mb=4000,
     params:
         render_config=config["render"],
-        body=config["models"].get("body", "builtin"),
+        body=config["models"]["body"],
         densepose_uv=config["models"].get("densepose_uv"),
         densepose=config["models"].get("densepose") if uses_densepose() else None,
         frames=lambda wc: prompt_row(wc.prompt)["frames"],

@@ -38,8 +38,9 @@ class Motion:
 
 
 def motion_frames(video_frames: int, config: Mapping[str, Any]) -> int:
-    """Motion frames needed for ``video_frames`` video frames: ``(frames - 1) * frame_step + 1``."""
-    step = int(config.get("motion", {}).get("frame_step", 1))
+    """Motion frames needed for ``video_frames`` video frames: ``(frames - 1) * frame_step + 1``
+    (``config["motion"]["frame_step"]`` of the validated config)."""
+    step = int(config["motion"]["frame_step"])
     return (int(video_frames) - 1) * step + 1
 
 

@@ -12,15 +12,14 @@ from latentman.motion.clip import Motion, from_smpl, motion_frames
 def make_motion(row: Mapping[str, Any], config: Mapping[str, Any]) -> Motion:
     """The motion of one prompt row: its motion_file if set, else MDM if ``models.mdm`` is set, else built-in.
 
-    ``row`` has the prompts.tsv columns (motion, frames, seed, motion_file).
+    ``row`` has the prompts.tsv columns (motion, frames, seed, motion_file); ``config`` has the validated
+    ``motion`` section and, optionally, ``models`` (``mdm`` and its files).
     """
     frames = motion_frames(row["frames"], config)
-    fps = float(config.get("motion", {}).get("fps", 20))
+    fps = float(config["motion"]["fps"])
     seed = int(row["seed"])
-    text = str(row.get("motion", ""))
-    motion_file = row.get("motion_file") or ""
-    if isinstance(motion_file, float):  # pandas NaN for an empty cell
-        motion_file = ""
+    text = str(row["motion"])
+    motion_file = row["motion_file"]
     if motion_file:
         from latentman.motion.importers import import_motion
 

@@ -156,7 +156,10 @@ def test_non_ascii_text_is_accepted(repo):
 def good_motion(tmp_path) -> Path:
     from latentman.motion import make_motion
 
-    motion = make_motion({"motion": "a person walks", "frames": 3, "seed": 1, "motion_file": ""}, {})
+    motion = make_motion(
+        {"motion": "a person walks", "frames": 3, "seed": 1, "motion_file": ""},
+        {"motion": {"fps": 20, "frame_step": 1}},
+    )
     path = tmp_path / "m.npz"
     write_motion(path, motion)
     return path
