@@ -21,6 +21,7 @@ include: "rules/report.smk"
 
 
 rule all:
+    """The default run: every stage for every prompt and run_variants, the table and the plots."""
     default_target: True
     input:
         all_targets(),

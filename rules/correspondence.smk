@@ -3,6 +3,7 @@
 
 
 rule correspondence:
+    """Dense cross-frame correspondences of one prompt for one reference mode, at the latent and guidance grids."""
     input:
         render=RENDER,
     output:
@@ -24,6 +25,7 @@ rule correspondence:
 
 
 rule correspondence_preview:
+    """Preview PNG of the prev correspondences of one prompt (matched pixels of a few frame pairs)."""
     input:
         render=RENDER,
         correspondence=CORRESPONDENCE.replace("{reference}", "prev"),

@@ -3,6 +3,7 @@
 
 
 rule evaluate:
+    """H_MSE (paper Eq. 9 and the official code's), optional CLIP score, time and memory of one video."""
     input:
         frames=FRAMES,
         correspondence=CORRESPONDENCE.format(prompt="{prompt}", reference="prev"),

@@ -1,6 +1,7 @@
 # Generation stage: render + cached correspondences + variant settings -> frames.h5, video.mp4, video.gif.
 # The tiny random-weight models of `embedded:tiny` are built once by rule embedded_models.
 rule embedded_models:
+    """Build the tiny random-weight models of embedded:tiny once (diffusers folders)."""
     output:
         directory(f"{MODELS}/embedded-tiny"),
     log:
@@ -17,6 +18,7 @@ rule embedded_models:
 
 
 rule generate:
+    """Generate one video (prompt x variant): frames.h5 plus mp4 and gif."""
     input:
         unpack(generate_inputs),
     output:

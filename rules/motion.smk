@@ -1,6 +1,7 @@
 # Motion stage: one prompt row (motion text, or its motion_file) -> joints (+ SMPL rotations) .npz,
 # with a stick-figure preview for the report.
 rule motion:
+    """Motion of one prompt (motion_file, MDM or the built-in library) as joints, with a stick-figure preview."""
     input:
         unpack(motion_inputs),
     output:

@@ -1,6 +1,7 @@
 # Body + render stage: motion -> SMPL fit -> per-frame depth, ControlNet control image, exact IUV,
 # face ids + barycentrics (HDF5), with a preview (control | IUV) for the report.
 rule render:
+    """Fit the body to the motion and render depth, control image and exact IUV per frame, with a preview."""
     input:
         unpack(render_inputs),
         motion=MOTION,

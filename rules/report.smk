@@ -1,6 +1,7 @@
 # Aggregation and report: eval JSONs of a sweep (or of the default run_variants, sweep "default") ->
 # results/tables/{sweep}.csv/.md and results/plots/{sweep}/*.png; the `sweep` target builds one named sweep.
 rule aggregate:
+    """Table (csv, md) of a sweep's evaluations: H_MSE mean and std, change against the backbone, time."""
     input:
         sweep_evaluations,
     output:
@@ -28,6 +29,7 @@ rule aggregate:
 
 
 rule plots:
+    """Plots of a sweep: H_MSE per frame pair, H_MSE per variant, contact sheet of one prompt."""
     input:
         unpack(plot_inputs),
     output:
@@ -67,6 +69,7 @@ rule plots:
 
 
 rule sweep:
+    """Build one named sweep end to end: snakemake --cores all sweep --config sweep=NAME."""
     input:
         requested_sweep,
     localrule: True

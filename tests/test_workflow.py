@@ -7,6 +7,7 @@ as from a clean clone. One run (the session fixture `tiny_run`) feeds all tests 
 import json
 import re
 import subprocess
+import sys
 import time
 
 import h5py
@@ -198,3 +199,20 @@ def test_every_generation_switch_runs_through_the_workflow(tiny_run):
     # each switch changes the video
     frames = list(videos.values())
     assert all(not np.array_equal(frames[0], other) for other in frames[1:])
+
+
+def test_every_rule_says_what_it_does(repo_root):
+    """`snakemake --list-rules` lists each rule with its docstring."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--list-rules"], cwd=repo_root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    listed = dict(
+        re.match(r"^(\w+) \((.+)\)$", line).groups()
+        for line in result.stdout.splitlines()
+        if re.match(r"^\w+ \(.+\)$", line)
+    )
+    expected = {"all", "motion", "render", "correspondence", "correspondence_preview", "embedded_models"}
+    expected |= {"generate", "evaluate", "aggregate", "plots", "sweep"}
+    assert set(listed) == expected, result.stdout
+    assert all(len(text) > 30 for text in listed.values())
