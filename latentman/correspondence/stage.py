@@ -20,10 +20,7 @@ def read_render_inputs(path: str | os.PathLike, method: str) -> dict[str, np.nda
     from latentman.render.storage import read_render
 
     fields = ("iuv", "face_id", "barycentric", "mesh") if method == "surface" else ("iuv",)
-    render = read_render(path, fields)
-    if method == "surface":
-        render["vertices"] = render["rest_vertices"]
-    return render
+    return read_render(path, fields)
 
 
 def compute_correspondences(
@@ -45,7 +42,7 @@ def compute_correspondences(
         if method == "surface":
             fid = downsample(render["face_id"], g, source)
             bary = downsample(render["barycentric"], g, source)
-            points = surface_points(fid, bary, render["vertices"], render["faces"])
+            points = surface_points(fid, bary, render["rest_vertices"], render["faces"])
         log.info("grid %s (%d²), reference %s, method %s", name, g, reference, method)
         out[name] = correspond(iuv, reference, method, points, radius, workers)
         out[name]["grid"] = g
