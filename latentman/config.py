@@ -172,6 +172,11 @@ def check_variant_settings(settings: Mapping, where: str) -> None:
                 f"{where}.t2v_zero.motion_dynamics = true has no effect with method masactrl; switch it off "
                 "or use method t2v_zero"
             )
+    elif dynamics["motion_dynamics"] and settings["initial_noise"] == "per_frame":
+        raise ConfigError(
+            f"{where}.initial_noise = 'per_frame' has no effect with t2v_zero.motion_dynamics = true (every "
+            "frame's x_T is derived from the first frame's); switch one of them off"
+        )
     elif dynamics["motion_dynamics"] and dynamics["delta_t"] >= steps:
         raise ConfigError(
             f"{where}.t2v_zero.delta_t = {dynamics['delta_t']} is outside the schedule: motion dynamics "

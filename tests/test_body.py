@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import sys
+import types
 
 import numpy as np
 import pytest
 import scipy.io
+import scipy.sparse
 import smplx
 
 from latentman.body import BodyModel, load_body
@@ -210,18 +214,61 @@ def test_malformed_body_file(tmp_path, builtin_arrays, change, fragment):
     assert fragment in str(info.value) and str(path) in str(info.value)
 
 
-def test_corrupt_and_chumpy_files(tmp_path):
+def test_corrupt_body_file(tmp_path):
     corrupt = tmp_path / "corrupt.pkl"
     corrupt.write_bytes(b"not a pickle at all")
     with pytest.raises(ModelNotFoundError, match="models.body"):
         read_model_file(corrupt)
-    # What an official SMPL_NEUTRAL.pkl looks like to Python without chumpy: a reference to chumpy.ch.Ch.
-    chumpy = tmp_path / "SMPL_NEUTRAL.pkl"
-    chumpy.write_bytes(b"\x80\x02cchumpy.ch\nCh\nq\x00)\x81q\x01.")
+
+
+def _official_style_pickle(path, arrays, monkeypatch):
+    """A Python-2-protocol SMPL pickle as the official files are: chumpy arrays, a scipy sparse regressor."""
+    chumpy_ch = types.ModuleType("chumpy.ch")
+
+    class Ch:  # what chumpy.ch.Ch pickles as: its class name and a __dict__ holding the values in "x"
+        pass
+
+    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
+    chumpy_ch.Ch = Ch
+    monkeypatch.setitem(sys.modules, "chumpy", types.ModuleType("chumpy"))
+    monkeypatch.setitem(sys.modules, "chumpy.ch", chumpy_ch)
+    data = dict(arrays)
+    for key in ("v_template", "shapedirs", "posedirs"):
+        data[key] = Ch()
+        data[key].__dict__.update(x=arrays[key], _dirty_vars=set())
+    data["J_regressor"] = scipy.sparse.csc_matrix(arrays["J_regressor"])
+    path.write_bytes(pickle.dumps(data, protocol=2))
+    monkeypatch.delitem(sys.modules, "chumpy.ch")
+    monkeypatch.delitem(sys.modules, "chumpy")
+    return path
+
+
+def test_chumpy_smpl_pickle_reads_without_chumpy(tmp_path, builtin_arrays, monkeypatch):
+    arrays = _plain_arrays(builtin_arrays)
+    path = _official_style_pickle(tmp_path / "SMPL_NEUTRAL.pkl", arrays, monkeypatch)
+    assert "chumpy" not in sys.modules
+    data = read_model_file(path)
+    for key in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights"):
+        np.testing.assert_array_equal(data[key], arrays[key])
+
+
+class _RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(pickle.dumps({"v_template": _RunsACommand(marker)}))
     with pytest.raises(ModelNotFoundError) as info:
-        load_body(chumpy)
+        read_model_file(path)
     message = str(info.value)
-    assert "models.body" in message and "chumpy" in message and ".npz" in message and "\n" not in message
+    assert "models.body" in message and f"refusing to load {os.name}.system" in message and "\n" not in message
+    assert not marker.exists()
 
 
 # ------------------------------------------------------------------------------------ DensePose UV file

@@ -99,6 +99,15 @@ def test_motion_dynamics_longer_than_the_schedule(default_config):
     validate_config(config)
 
 
+def test_per_frame_noise_with_motion_dynamics_is_refused(default_config):
+    config = copy.deepcopy(default_config)
+    config["variants"]["t2v_zero"].update(initial_noise="per_frame", t2v_zero={"motion_dynamics": True})
+    with pytest.raises(ConfigError, match=r"variants\.t2v_zero\.initial_noise = 'per_frame' has no effect"):
+        validate_config(config)
+    config["variants"]["t2v_zero"]["t2v_zero"]["motion_dynamics"] = False
+    validate_config(config)
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

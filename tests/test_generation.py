@@ -181,6 +181,20 @@ def test_determinism(pipe):
     assert torch.equal(pipe.prepare_latents(1, 3, 8)[0], pipe.prepare_latents(1, 3, 8)[2])
 
 
+def test_per_frame_initial_noise(pipe):
+    shared, own = pipe.prepare_latents(1, 3, 8), pipe.prepare_latents(1, 3, 8, per_frame=True)
+    assert own.shape == (3, 4, 8, 8)
+    assert torch.equal(own[0], shared[0])  # frame 0 is the shared draw either way
+    assert not torch.allclose(own[1], own[0]) and not torch.allclose(own[2], own[1])
+    assert torch.equal(own, pipe.prepare_latents(1, 3, 8, per_frame=True))
+    # with attention none every frame is its own image: frame 0 is unchanged, the others start elsewhere
+    s = settings("t2v_zero", steps=2, attention="none")
+    alone = final_latents(pipe, s | {"initial_noise": "per_frame"})
+    same = final_latents(pipe, s)
+    assert torch.allclose(alone[0], same[0], atol=1e-6)
+    assert all((alone[i] - same[i]).abs().max() > 0.1 for i in range(1, 4))
+
+
 def test_long_video_in_chunks_shares_the_anchor(pipe):
     s = settings("t2v_zero", steps=2, attention="first_prev")
     chunked = final_latents(pipe, s | {"chunk_size": 8}, frames=20)

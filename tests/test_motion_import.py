@@ -1,5 +1,7 @@
 """Motion-file import: MDM results.npy, AMASS-style SMPL .npz, plain joint arrays; resampling."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -85,6 +87,25 @@ def test_plain_joint_arrays(tmp_path):
     b = import_motion(npz, 40, 20.0)
     assert b.joints.shape == (40, 22, 3)
     np.testing.assert_allclose(b.joints[2], a.joints[1], atol=1e-5)  # 20 fps frame 2 = 10 fps frame 1
+
+
+class _RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_results_npy_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "results.npy"
+    np.save(path, np.array({"motion": _RunsACommand(marker)}, dtype=object), allow_pickle=True)
+    with pytest.raises(LatentmanError) as info:
+        import_motion(path, 10, 20.0)
+    message = str(info.value)
+    assert message.startswith(f"motion_file {path}: refusing to load {os.name}.system")
+    assert "\n" not in message and not marker.exists()
 
 
 def test_import_errors(tmp_path):

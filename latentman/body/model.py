@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentman import safe_pickle
 from latentman.body.labels import compute_vertex_labels, labels_from_densepose_uv
 from latentman.errors import LatentmanError, ModelNotFoundError
 
@@ -48,7 +48,8 @@ def read_model_file(path: str | Path) -> dict[str, np.ndarray]:
     """Read and validate a SMPL-format model file (.npz or .pkl) into plain numpy arrays.
 
     Raises:
-        ModelNotFoundError: missing file, unreadable file, chumpy pickle, missing key or wrong shape.
+        ModelNotFoundError: missing file, unreadable file, a pickle naming a class outside the allowed set
+        (latentman.safe_pickle; chumpy arrays are read without chumpy), missing key or wrong shape.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,20 +60,9 @@ def read_model_file(path: str | Path) -> dict[str, np.ndarray]:
                 raw = {key: handle[key] for key in handle.files}
         else:
             with open(path, "rb") as handle:
-                raw = pickle.load(handle, encoding="latin1")
-    except ModuleNotFoundError as exc:
-        if "chumpy" in str(exc):
-            target = path.with_suffix(".npz")
-            convert = (
-                'python -c "import pickle,numpy as np; '
-                f"d=pickle.load(open('{path}','rb'),encoding='latin1'); np.savez('{target}', "
-                "**{k: (v.toarray() if hasattr(v,'toarray') else np.array(v)) for k,v in d.items()})\""
-            )
-            raise ModelNotFoundError(
-                f"config key models.body: {path} stores chumpy objects and chumpy is not installed; "
-                f"convert it once to .npz where chumpy is installed: {convert} and point models.body at it"
-            ) from None
-        raise _model_error(path, f"cannot unpickle the body model ({exc})") from None
+                raw = safe_pickle.load(handle, path)
+    except safe_pickle.UnsafePickleError as exc:
+        raise _model_error(path, exc.reason) from None
     except Exception as exc:  # corrupt zip, truncated pickle, ...: all the same to the user
         raise _model_error(path, f"cannot read the body model file ({type(exc).__name__}: {exc})") from None
     if not isinstance(raw, dict):

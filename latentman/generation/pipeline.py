@@ -135,11 +135,15 @@ class LatentmanPipeline:
                 embeddings.append(self.text_encoder(tokens)[0])
         return torch.cat(embeddings)
 
-    def prepare_latents(self, seed: int, frames: int, grid: int) -> torch.Tensor:
-        """ONE x_T draw (1, 4, g, g) from a CPU generator seeded with ``seed``, repeated to (F, 4, g, g)."""
+    def prepare_latents(self, seed: int, frames: int, grid: int, per_frame: bool = False) -> torch.Tensor:
+        """x_T (F, 4, g, g) from a CPU generator seeded with ``seed``: ONE draw (1, 4, g, g) repeated, or
+        with ``per_frame`` one draw per frame in frame order (frame 0 is the shared draw either way)."""
         generator = torch.Generator("cpu").manual_seed(int(seed))
-        noise = torch.randn((1, 4, grid, grid), generator=generator, dtype=torch.float32)
-        return noise.repeat(frames, 1, 1, 1).to(self.device)
+        draws = [torch.randn((1, 4, grid, grid), generator=generator, dtype=torch.float32)]
+        if per_frame:
+            draws += [torch.randn((1, 4, grid, grid), generator=generator) for _ in range(frames - 1)]
+            return torch.cat(draws).to(self.device)
+        return draws[0].repeat(frames, 1, 1, 1).to(self.device)
 
     # ------------------------------------------------------------------------------ pieces
     def alphas(self, t: int) -> tuple[float, float]:
@@ -248,7 +252,7 @@ class LatentmanPipeline:
         text = self.encode_prompt(prompt, negative_prompt).to(self.dtype)
         depth = torch.as_tensor(control, dtype=torch.float32, device=self.device) / 255.0
         depth = depth[:, None].expand(-1, 3, -1, -1).to(self.dtype)
-        x = self.prepare_latents(seed, n, grid)
+        x = self.prepare_latents(seed, n, grid, per_frame=settings.initial_noise == "per_frame")
         if settings.motion_dynamics:
             x = self.motion_dynamics(x, text, depth, settings, timesteps, seed)
 

@@ -55,6 +55,7 @@ class GenerationSettings:
     prompt_suffix: str
     negative_prompt: str
     attention: str
+    initial_noise: str
     reference: str
     sla: StepWindow
     pwg: PwgSettings
@@ -79,6 +80,7 @@ class GenerationSettings:
             prompt_suffix=settings["prompt_suffix"] or "",
             negative_prompt=settings["negative_prompt"] or "",
             attention=settings["attention"],
+            initial_noise=settings["initial_noise"],
             reference=settings["reference"],
             sla=StepWindow(bool(sla["enabled"]), tuple(sla["steps"])),
             pwg=PwgSettings(bool(pwg["enabled"]), tuple(pwg["steps"]), float(pwg["delta"]), pwg["gradient"]),

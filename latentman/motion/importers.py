@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from latentman import safe_pickle
 from latentman.errors import LatentmanError
 from latentman.motion.clip import Motion, from_smpl, ground, require_frames
 from latentman.skeleton import NUM_HML_JOINTS
@@ -94,7 +95,9 @@ def _load(path: Path):
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
-        return np.load(path, allow_pickle=True)
+        return safe_pickle.load_npy(path)
+    except safe_pickle.UnsafePickleError as exc:
+        raise _fail(path, exc.reason) from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise _fail(path, f"cannot be read as .npy/.npz ({exc})") from None
 

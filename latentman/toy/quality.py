@@ -5,8 +5,8 @@
 (b) **Caption colours:** the mean colour of each named garment region (read through the render's IUV) is
     nearer to the caption's colour than to any other palette colour; a caption passes when all of its
     garments do (≥ 80 % of held-out captions).
-(c) **Something to fix:** frames generated independently (``attention: none``) are measurably
-    inconsistent: their H_MSE (paper Eq. 9, prev correspondences at the guidance grid) is at least twice
+(c) **Something to fix:** frames generated independently (``attention: none``, ``initial_noise:
+    per_frame``: unrelated images of the same caption and depth) are measurably inconsistent: their H_MSE (paper Eq. 9, prev correspondences at the guidance grid) is at least twice
     that of Text2Video-Zero (cross-frame attention to the first frame).
 
 Inputs are the arrays of a clip (:class:`latentman.toy.dataset.Clip`): ``control (F, H, W)``,
@@ -123,7 +123,7 @@ def measure_bar(
 ) -> tuple[BarResult, dict]:
     """Bars (a)-(c) on ``clips``; returns the result and the generated frames per (clip, mode)."""
     t2v = dict(settings, method="t2v_zero", attention="first")
-    independent = dict(settings, method="t2v_zero", attention="none")
+    independent = dict(settings, method="t2v_zero", attention="none", initial_noise="per_frame")
     frames_out, details, contrasts = {}, [], []
     matched = {garment: [] for garment in domain.GARMENTS}
     all_matched = []
