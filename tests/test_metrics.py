@@ -1,6 +1,7 @@
 """H_MSE: paper Eq. 9 (float) and the official code's computation (uint8 wrap, atlas, circular pairs)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,16 @@ def test_bilinear_resize_of_constant_and_halving():
     assert (resize_bilinear(frames, 4) == 77).all()
     ramp = np.repeat(np.arange(0, 80, 10, dtype=np.uint8)[None, None, :, None], 8, axis=1).repeat(3, axis=3)
     assert resize_bilinear(ramp, 4)[0, 0, :, 0].tolist() == [5, 25, 45, 65]
+    # halves (0.5, 2.5, ...) round up as OpenCV does; np.rint would give [0, 2, 4, 6]
+    steps = np.arange(8, dtype=np.uint8)[None, None, :, None].repeat(2, axis=1)
+    assert resize_bilinear(steps, 4)[0, 0, :, 0].tolist() == [1, 3, 5, 7]
+
+
+def test_bilinear_resize_equals_stored_opencv_output():
+    """cv2.resize(INTER_LINEAR) of random frames at 2x and 4x (opencv-python-headless 5.0.0.93), stored."""
+    stored = np.load(Path(__file__).parent / "data" / "opencv_resize.npz")
+    np.testing.assert_array_equal(resize_bilinear(stored["frames"], 32), stored["half"])
+    np.testing.assert_array_equal(resize_bilinear(stored["frames"], 16), stored["quarter"])
 
 
 def write_inputs(tmp_path, frames, source, iuv):
