@@ -24,8 +24,12 @@ _NUMPY = {
     (core, name)
     for core in ("numpy.core.multiarray", "numpy._core.multiarray")
     for name in ("_reconstruct", "scalar")
-} | {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
-     ("numpy._core.numeric", "_frombuffer")}
+} | {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+}
 _SCIPY_SPARSE = {
     (module, name)
     for kind in ("csc", "csr", "coo")

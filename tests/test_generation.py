@@ -11,7 +11,7 @@ from latentman.config import load_config, resolve_variant
 from latentman.correspondence.storage import write_correspondence
 from latentman.errors import ConfigError, IntermediateFileError
 from latentman.generation import generate_video, read_frames, write_frames
-from latentman.generation.attention import CrossFrameAttnProcessor, FrameContext
+from latentman.generation.attention import CrossFrameAttnProcessor, FrameContext, MutualSelfAttnProcessor
 from latentman.generation.pipeline import LatentmanPipeline, resolve_device
 from latentman.generation.pwg import frame_loss, guidance_image, pixel_wise_guidance
 from latentman.generation.settings import GenerationSettings
@@ -161,6 +161,29 @@ def test_cross_frame_attention_on_one_frame_is_self_attention(pipe):
     plain = AttnProcessor2_0()(attn, h)
     cross = CrossFrameAttnProcessor(FrameContext(frames=[0], step=0))(attn, h)
     assert torch.allclose(plain, cross, atol=1e-6)
+
+
+def test_masked_masactrl_leaves_the_source_frame_plain(pipe):
+    """The official MasaCtrl masks the target frames only: frame 0 keeps plain self-attention."""
+    attn = pipe.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    h = torch.randn(2 * 2, 64, attn.to_q.in_features, generator=torch.Generator().manual_seed(1))
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[:, 2:6, 3:5] = True
+    context = FrameContext(frames=[0, 1], step=3, masks=masks)
+    masked = MutualSelfAttnProcessor(context, layer=5, start_step=0, start_layer=0, masked=True)(attn, h)
+    plain = AttnProcessor2_0()(attn, h)
+    for half in (0, 2):  # frame 0 of the unconditional and the conditional half
+        assert torch.allclose(masked[half], plain[half], atol=1e-6)
+    assert not torch.allclose(masked[1], plain[1], atol=1e-3)
+
+
+def test_chunked_first_prev_with_pwg_checkpointing_equals_one_chunk(pipe):
+    """Checkpointing recomputes a chunk's attention after its forward pass; the previous chunk's last
+    frame must still be the one attended to (a large delta makes a wrong gradient visible)."""
+    s = settings("latentman", steps=3, attention="first_prev", pwg={"gradient": "unet", "delta": 100.0})
+    chunked = final_latents(pipe, s | {"chunk_size": 2}, frames=4)
+    whole = final_latents(pipe, s | {"chunk_size": 4}, frames=4)
+    assert (chunked - whole).abs().max() <= 1e-4 * whole.abs().max()
 
 
 @pytest.mark.parametrize("attention", ["first", "first_prev"])

@@ -7,8 +7,9 @@ Batch layout of every call: ``(2·n, L, C)`` = ``[uncond frames ; cond frames]``
 (CFG order of the official code). Each CFG half attends to the keys/values of its own anchor.
 
 Long videos run in chunks: the shared :class:`FrameContext` tells the processors which video frames the
-batch holds; the anchor (frame 0) and the last frame of the previous chunk are cached per layer for the
-current step, so later chunks attend to exactly the keys/values the first chunk computed.
+batch holds; the anchor (frame 0) and the last frame of each chunk are cached per layer for the current
+step, keyed by frame index, so later chunks attend to exactly the keys/values the earlier chunks computed,
+also when gradient checkpointing (PWG) recomputes a chunk's blocks after its own forward pass.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class CrossFrameAttnProcessor:
 
     def _cached(self, name, k, v, step):
         self.cache[name] = (step, k.detach(), v.detach())
+        # entries of earlier steps are never read again
+        for stale in [key for key, entry in self.cache.items() if entry[0] != step]:
+            del self.cache[stale]
 
     def _get(self, name, step):
         entry = self.cache.get(name)
@@ -114,12 +118,14 @@ class CrossFrameAttnProcessor:
                 elif j > 0:
                     prev_k, prev_v = key[:, j - 1].detach(), value[:, j - 1].detach()
                 else:
-                    prev_k, prev_v = self._get("last", step)
+                    prev_k, prev_v = self._get(f"frame {frame - 1}", step)
                 k_j = torch.cat([k_j, prev_k], dim=2)
                 v_j = torch.cat([v_j, prev_v], dim=2)
             keys.append(k_j)
             values.append(v_j)
-        self._cached("last", key[:, -1], value[:, -1], step)
+        # Keyed by frame index, not "last": a checkpointed recomputation of this chunk runs after its
+        # forward pass and must still find the previous chunk's last frame.
+        self._cached(f"frame {frames[-1]}", key[:, -1], value[:, -1], step)
         key = torch.stack(keys, dim=1).reshape(b, heads, -1, dim)
         value = torch.stack(values, dim=1).reshape(b, heads, -1, dim)
         out = F.scaled_dot_product_attention(query, key, value)
@@ -164,6 +170,8 @@ class MutualSelfAttnProcessor(CrossFrameAttnProcessor):
         anchor_fg = small[0]
         bias = torch.zeros(n, length, length, device=query.device, dtype=query.dtype)
         for j, frame in enumerate(frames):
+            if frame == 0:
+                continue  # the source keeps plain self-attention, as the official MasaCtrl code
             allowed = small[frame][:, None] == anchor_fg[None, :]
             allowed |= ~allowed.any(dim=1, keepdim=True)
             bias[j] = torch.where(allowed, 0.0, float("-inf"))

@@ -6,8 +6,9 @@
     nearer to the caption's colour than to any other palette colour; a caption passes when all of its
     garments do (≥ 80 % of held-out captions).
 (c) **Something to fix:** frames generated independently (``attention: none``, ``initial_noise:
-    per_frame``: unrelated images of the same caption and depth) are measurably inconsistent: their H_MSE (paper Eq. 9, prev correspondences at the guidance grid) is at least twice
-    that of Text2Video-Zero (cross-frame attention to the first frame).
+    per_frame``: unrelated images of the same caption and depth) are measurably inconsistent: their
+    H_MSE (paper Eq. 9, prev correspondences at the guidance grid) is at least twice that of
+    Text2Video-Zero (cross-frame attention to the first frame).
 
 Inputs are the arrays of a clip (:class:`latentman.toy.dataset.Clip`): ``control (F, H, W)``,
 ``iuv (F, H, W, 3)``, ``mask (F, H, W)``; generated ``frames (F, H, W, 3)`` uint8.
