@@ -47,7 +47,7 @@ def predicted_x0(pipe, grad: bool):
     x = torch.randn(FRAMES, 4, RES // 8, RES // 8, generator=torch.Generator().manual_seed(3))
     text = pipe.encode_prompt("a person", "")
     t = pipe.scheduler.timesteps[1]
-    _, z_in, x0 = pipe.predict(x, list(range(FRAMES)), t, text, depth, s, grad)
+    _, z_in, x0, _ = pipe.predict(x, list(range(FRAMES)), t, text, depth, s, grad)
     return x0, z_in
 
 

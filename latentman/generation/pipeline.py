@@ -156,19 +156,27 @@ class LatentmanPipeline:
         """(B, 4, g, g) -> (B, 3, H, W) in [−1, 1], float32."""
         return self.vae.decode(latent.float() / self.vae.config.scaling_factor).sample
 
-    def predict(self, x, frames, t, text, control, settings, grad: bool, uncond_input=None):
-        """CFG noise prediction for the chunk's latents x (n, 4, g, g); returns (ε̂, UNet input, x̂0).
+    def predict(
+        self, x, frames, t, text, control, settings, grad: bool, uncond_input=None, grad_controlnet=False
+    ):
+        """CFG noise prediction for the chunk's latents x (n, 4, g, g); returns (ε̂, UNet input, x̂0,
+        ControlNet input).
 
-        ``uncond_input`` replaces the unconditional copy of the UNet input (tests of the PWG gradient).
+        With ``grad`` the UNet input [uncond ; cond] is a leaf that x̂0 can be differentiated to; with
+        ``grad_controlnet`` too, the ControlNet gets its own leaf copy (else None: residuals held constant,
+        as the official code), so the UNet path alone (``unet`` mode) and the sum (``full``) both come
+        from one backward pass. ``uncond_input`` replaces the unconditional copy of the UNet input (tests of
+        the PWG gradient).
         """
         n = x.shape[0]
         self.context.frames = list(frames)
         z = torch.cat([x if uncond_input is None else uncond_input, x]).to(self.dtype)
         emb = torch.cat([text[:1].expand(n, -1, -1), text[1:].expand(n, -1, -1)])
         cond = torch.cat([control, control])
-        with torch.no_grad():
+        z_control = z.detach().requires_grad_(True) if grad and grad_controlnet else None
+        with torch.set_grad_enabled(z_control is not None):
             down, mid = self.controlnet(
-                z,
+                z if z_control is None else z_control,
                 t,
                 emb,
                 controlnet_cond=cond,
@@ -184,7 +192,7 @@ class LatentmanPipeline:
             eps_hat = eps_u + settings.guidance_scale * (eps_c - eps_u)
             a_t, _ = self.alphas(int(t))
             x0 = (x - math.sqrt(1 - a_t) * eps_hat) / math.sqrt(a_t)
-        return eps_hat, z_in, x0
+        return eps_hat, z_in, x0, z_control
 
     def motion_dynamics(self, x_t, text, control, settings, timesteps, seed: int):
         """Text2Video-Zero's latent translation (their condition-free motion dynamics).
@@ -197,7 +205,7 @@ class LatentmanPipeline:
         x = x_t[:1]
         for k in range(delta_t):
             self.context.step = -1 - k
-            eps_hat, _, x0 = self.predict(x, [0], timesteps[k], text, control[:1], settings, False)
+            eps_hat, _, x0, _ = self.predict(x, [0], timesteps[k], text, control[:1], settings, False)
             _, a_prev = self.alphas(int(timesteps[k]))
             x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps_hat
         a_T = float(self.scheduler.alphas_cumprod[int(timesteps[0])])
@@ -267,6 +275,7 @@ class LatentmanPipeline:
             guide = pwg.active(k)
             # The probe compares all three modes, so it needs the UNet's graph too.
             through_unet = guide and (grad_mode in ("unet", "full") or self.gradient_probe is not None)
+            guide_controlnet = guide and (grad_mode == "full" or self.gradient_probe is not None)
             self._checkpointing(guide)
             a_t, a_prev = self.alphas(int(t))
             images: dict[int, torch.Tensor] = {}
@@ -274,7 +283,9 @@ class LatentmanPipeline:
             x_next = torch.empty_like(x)
             for chunk in chunks:
                 xc = x[chunk]
-                eps_hat, z_in, x0 = self.predict(xc, chunk, t, text, depth[chunk], settings, through_unet)
+                eps_hat, z_in, x0, z_control = self.predict(
+                    xc, chunk, t, text, depth[chunk], settings, through_unet, grad_controlnet=guide_controlnet
+                )
                 step = math.sqrt(a_prev) * x0.detach() + math.sqrt(1 - a_prev) * eps_hat.detach()
                 if guide:
                     g_x0, loss = pixel_wise_guidance(
@@ -286,7 +297,7 @@ class LatentmanPipeline:
                         images,
                     )
                     modes = GRADIENT_MODES if self.gradient_probe is not None else (grad_mode,)
-                    grads = guidance_gradients(g_x0, x0, z_in, len(chunk), a_t, modes)
+                    grads = guidance_gradients(g_x0, x0, z_in, len(chunk), a_t, modes, z_control)
                     if self.gradient_probe is not None:
                         self.gradient_probe(k, chunk, grads, loss)
                     g = grads[grad_mode]

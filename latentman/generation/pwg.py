@@ -87,22 +87,28 @@ def guidance_gradients(
     n: int,
     a_t: float,
     modes: tuple[str, ...],
+    z_control: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """∂ω/∂x̂0 mapped to the latents for each of ``modes``; (n, 4, g, g) float32 each.
 
     ``x0`` is x̂0 of the chunk's n frames, computed from the UNet input ``z_in`` = [uncond ×n ; cond ×n]
-    (with its graph when a mode goes through the UNet); ``a_t`` = ᾱ_t.
+    (with its graph when a mode goes through the UNet) and the ControlNet input ``z_control`` (a separate
+    leaf; needed by ``full``); ``a_t`` = ᾱ_t.
     """
     out = {}
     if "unet" in modes or "full" in modes:
-        (g,) = torch.autograd.grad(x0, z_in, grad_outputs=g_x0.to(x0.dtype))
+        leaves = [z_in] if z_control is None else [z_in, z_control]
+        g, *g_control = torch.autograd.grad(x0, leaves, grad_outputs=g_x0.to(x0.dtype))
         if "unet" in modes:
             # The official code: the unconditional copy of the UNet input only (§8.7).
             out["unet"] = g[:n].float()
         if "full" in modes:
-            # The paper's ∇_{x_t}ω: both CFG copies of the UNet input plus the direct path of
-            # x̂0 = (x_t − √(1−ᾱ)ε)/√ᾱ.
-            out["full"] = (g[:n] + g[n:]).float() + g_x0 / math.sqrt(a_t)
+            if z_control is None:
+                raise ValueError("pwg gradient 'full' needs the ControlNet input's graph (z_control)")
+            # The paper's ∇_{x_t}ω: both CFG copies of the UNet input and of the ControlNet input, plus
+            # the direct path of x̂0 = (x_t − √(1−ᾱ)ε)/√ᾱ.
+            (gc,) = g_control
+            out["full"] = (g[:n] + g[n:] + gc[:n] + gc[n:]).float() + g_x0 / math.sqrt(a_t)
     if "decoder" in modes:
         out["decoder"] = g_x0 / math.sqrt(a_t)
     return out

@@ -2,11 +2,12 @@
 
 At every guided step of one generation, :func:`gradient_study` takes the three gradients of
 :func:`latentman.generation.pwg.guidance_gradients` for the same latents: ``full`` is the exact gradient
-∇_{x_t} ω of the PWG loss ω with respect to the latents (autograd through the UNet's two CFG copies, the
-VAE decoder and the direct path of x̂0; checked against central differences in tests/test_generation.py),
-so the cosine of ``unet`` (the official code) and ``decoder`` (ε held constant) with ``full`` says how far
-each is from a descent direction of ω. It also records ω per guided step, with guidance and without it
-(the same run with δ → 0), so a reader sees whether guidance lowers the loss it descends.
+∇_{x_t} ω of the PWG loss ω with respect to the latents (autograd through the UNet's and the ControlNet's
+two CFG copies, the VAE decoder and the direct path of x̂0; checked against central differences in
+tests/test_generation.py), so the cosine of ``unet`` (the official code) and ``decoder`` (ε held constant)
+with ``full`` says how far each is from a descent direction of ω. It also records ω per guided step, with
+guidance and without it (the same run with δ → 0), so a reader sees whether guidance lowers the loss it
+descends.
 """
 
 from __future__ import annotations
