@@ -211,6 +211,19 @@ def test_determinism(pipe):
     assert torch.equal(pipe.prepare_latents(1, 3, 8)[0], pipe.prepare_latents(1, 3, 8)[2])
 
 
+def test_motion_dynamics_translates_whole_latent_pixels_and_keeps_frame_0(pipe):
+    s = GenerationSettings.from_config(
+        settings("t2v_zero", t2v_zero={"motion_dynamics": True, "delta_t": 0, "lambda": 96})
+    )
+    pipe.scheduler.set_timesteps(3)
+    x_t = pipe.prepare_latents(4, 4, 8)
+    # delta_t 0: nothing denoised and nothing re-noised, so the moved latents are x_T shifted exactly
+    moved = pipe.motion_dynamics(x_t, None, None, s, pipe.scheduler.timesteps, seed=4)
+    assert torch.equal(moved[0], x_t[0])
+    for k, pixels in ((1, 2), (2, 3), (3, 5)):  # 96 px of 512 at grid 8 = 1.5 latent px per frame, half up
+        assert torch.equal(moved[k][:, : 8 - pixels, : 8 - pixels], x_t[0][:, pixels:, pixels:])
+
+
 def test_per_frame_initial_noise(pipe):
     shared, own = pipe.prepare_latents(1, 3, 8), pipe.prepare_latents(1, 3, 8, per_frame=True)
     assert own.shape == (3, 4, 8, 8)

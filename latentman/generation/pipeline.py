@@ -197,8 +197,12 @@ class LatentmanPipeline:
     def motion_dynamics(self, x_t, text, control, settings, timesteps, seed: int):
         """Text2Video-Zero's latent translation (their condition-free motion dynamics).
 
-        Denoise x_T of frame 0 by Δt steps, shift frame k by λ·k latent pixels along (1, 1), re-noise
-        back to T with DDPM noise (one draw per frame from a generator seeded with seed + 1).
+        Denoise x_T of frame 0 by Δt steps, shift it for frame k ≥ 1 by λ·k pixels of a 512² frame along
+        (1, 1) (λ in Text2Video-Zero's units, their motion_field_strength), re-noise back to T with DDPM
+        noise (one draw per moved frame from a generator seeded with seed + 1). Frame 0 keeps its own x_T
+        and so its own trajectory, as Text2Video-Zero. The shift is rounded to whole latent pixels
+        (half up), so every latent pixel moves by the same amount: with a fractional shift, nearest
+        sampling (Text2Video-Zero's) moves part of the pixels one further than the rest.
         """
         opts = settings.t2v_zero
         delta_t = opts.delta_t
@@ -210,18 +214,19 @@ class LatentmanPipeline:
             x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps_hat
         a_T = float(self.scheduler.alphas_cumprod[int(timesteps[0])])
         a_back = float(self.scheduler.alphas_cumprod[int(timesteps[delta_t])]) if delta_t else a_T
+        ratio = a_T / a_back
         n, grid = x_t.shape[0], x_t.shape[-1]
         generator = torch.Generator("cpu").manual_seed(int(seed) + 1)
-        out = []
-        for k in range(n):
-            shift = opts.lambda_ * k * 2.0 / grid  # in normalised [-1, 1] coordinates
+        out = [x_t[:1]]
+        for k in range(1, n):
+            pixels = math.floor(opts.lambda_ * k * grid / 512 + 0.5)  # whole latent pixels
+            shift = pixels * 2.0 / grid  # in normalised [-1, 1] coordinates
             theta = torch.tensor([[1.0, 0.0, shift], [0.0, 1.0, shift]], device=x.device)[None]
             warp = F.affine_grid(theta, list(x.shape), align_corners=False)
             moved = F.grid_sample(
                 x.float(), warp, mode="nearest", padding_mode="reflection", align_corners=False
             )
             noise = torch.randn(moved.shape, generator=generator).to(x.device)
-            ratio = a_T / a_back
             out.append(math.sqrt(ratio) * moved + math.sqrt(1 - ratio) * noise)
         return torch.cat(out)
 
