@@ -9,7 +9,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 
 from latentman.config import load_config, resolve_variant
 from latentman.correspondence.storage import write_correspondence
-from latentman.errors import ConfigError, IntermediateFileError
+from latentman.errors import ConfigError, IntermediateFileError, LatentmanError
 from latentman.generation import generate_video, read_frames, write_frames
 from latentman.generation.attention import CrossFrameAttnProcessor, FrameContext, MutualSelfAttnProcessor
 from latentman.generation.pipeline import LatentmanPipeline, resolve_device
@@ -354,3 +354,14 @@ def test_pwg_gradient_study_reports_every_guided_step(pipe):
     # the probe only observes: the same settings give the same latents with and without it
     assert torch.equal(final_latents(pipe, s, frames=frames), plain)
     assert pipe.gradient_probe is None
+
+
+def test_nan_latents_stop_generation_naming_the_step(pipe):
+    s = settings("t2v_zero", steps=3)
+
+    def poison(k, t, x):
+        if k == 1:
+            x[0, 0, 0, 0] = float("nan")
+
+    with pytest.raises(LatentmanError, match=r"the latents after denoising step 2 of 3 \(t = \d+\) hold NaN"):
+        pipe("a person", "", control(2), None, s, 5, callback_on_step_end=poison, progress=False)

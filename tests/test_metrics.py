@@ -172,3 +172,14 @@ def test_frame_count_mismatch_is_reported(tmp_path):
     frames = np.zeros((3, 16, 16, 3), np.uint8)
     with pytest.raises(IntermediateFileError, match="3 frames but correspondences for 2"):
         h_mse(frames, identity_source(2))
+
+
+def test_evaluation_refuses_videos_without_a_matched_body_pixel(tmp_path):
+    """A render with no body in view has no matches: no H_MSE number (0.0 would look perfect)."""
+    count, size, grid = 3, 32, 16
+    frames = np.zeros((count, size, size, 3), np.uint8)
+    source = np.full((count, grid, grid), -1, np.int32)
+    iuv = np.zeros((count, grid, grid, 3), np.uint8)
+    frames_path, corr_path = write_inputs(tmp_path, frames, source, iuv)
+    with pytest.raises(IntermediateFileError, match="no frame pair has a matched body pixel"):
+        evaluate_video(frames_path, corr_path, "p", "v")

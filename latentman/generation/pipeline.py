@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from latentman.config import grids
-from latentman.errors import ConfigError, IntermediateFileError
+from latentman.errors import ConfigError, IntermediateFileError, LatentmanError
 from latentman.generation import attention
 from latentman.generation.pwg import GRADIENT_MODES, guidance_gradients, pixel_wise_guidance
 from latentman.generation.settings import GenerationSettings
@@ -311,6 +311,9 @@ class LatentmanPipeline:
                     step = step - pwg.delta * g
                 x_next[chunk] = step.detach()
             x = x_next
+            self._check_finite(
+                x, f"the latents after denoising step {k} of {len(timesteps)} (t = {int(t)})", settings
+            )
             if guide:
                 self.guidance_losses.append((k, step_loss))
             if callback_on_step_end is not None:
@@ -325,10 +328,22 @@ class LatentmanPipeline:
             else:
                 module.disable_gradient_checkpointing()
 
+    @staticmethod
+    def _check_finite(x: torch.Tensor, where: str, settings: GenerationSettings | None = None) -> None:
+        """Stop at the first NaN/inf: cast to uint8 it would be a black video with the best H_MSE (0)."""
+        if torch.isfinite(x).all():
+            return
+        hint = "; try dtype: float32" if x.dtype == torch.float16 else ""
+        if settings is not None and settings.pwg.enabled:
+            hint += f"; a smaller pwg.delta (now {settings.pwg.delta:g})"
+        raise LatentmanError(f"generation: {where} hold NaN or infinite values{hint}")
+
     @torch.no_grad()
     def decode_frames(self, x: torch.Tensor) -> np.ndarray:
         out = []
         for i in range(x.shape[0]):
-            image = ((self.decode_latent(x[i : i + 1]) + 1) / 2).clamp(0, 1)
+            decoded = self.decode_latent(x[i : i + 1])
+            self._check_finite(decoded, f"the pixels of frame {i} as decoded by the VAE")
+            image = ((decoded + 1) / 2).clamp(0, 1)
             out.append((image[0].permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy())
         return np.stack(out)

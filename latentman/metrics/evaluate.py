@@ -70,6 +70,12 @@ def evaluate_video(
             "'correspondence' (and 'render') at the resolution the frames were generated at"
         )
     paper = h_mse(frames, source)
+    if paper.mean is None:
+        raise IntermediateFileError(
+            f"{correspondence_path}: no frame pair has a matched body pixel, so H_MSE is undefined for "
+            f"{frames_path}; look at the render preview (is the body in view?) and rerun rules 'render' and "
+            "'correspondence'"
+        )
     official = h_mse_official(frames, iuv)
     for label, result in (("h_mse", paper), ("h_mse_official", official)):
         if result.skipped_pairs:
