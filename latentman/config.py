@@ -331,8 +331,13 @@ def _check_toy_prompt(text: str, where: str) -> None:
 def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, source: str = "prompts") -> None:
     """Checks that need both files: frame counts that fit chunking and motion length."""
     for prompt_id, row in prompts.iterrows():
-        if row["motion_file"] and not Path(row["motion_file"]).exists():
-            raise ConfigError(f"{source}: id {prompt_id!r}: motion_file {row['motion_file']!r} not found")
+        if row["motion_file"]:
+            from latentman.io import not_the_file
+
+            path = Path(row["motion_file"])
+            problem = not_the_file(path) or (None if path.exists() else "not found")
+            if problem:
+                raise ConfigError(f"{source}: id {prompt_id!r}: motion_file {str(path)!r} {problem}")
     from latentman.motion.library import choose_motion  # lazy: keeps `import latentman.config` light
 
     mdm = config["models"]["mdm"]

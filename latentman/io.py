@@ -18,6 +18,7 @@ import json
 import os
 import re
 import tempfile
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,15 @@ from typing import Any
 import h5py
 import numpy as np
 
-from latentman.errors import IntermediateFileError, OutputWriteError
+from latentman.errors import IntermediateFileError, LatentmanError, OutputWriteError
 
 #: Bumped whenever a file layout changes; readers reject other versions with a rebuild hint.
 FORMAT_VERSIONS = {
     "motion": 1,
-    "render": 1,
-    "correspondence": 1,
-    "frames": 1,
+    # 2: every dataset carries the CRC-32 of its values, verified on read
+    "render": 2,
+    "correspondence": 2,
+    "frames": 2,
     "eval": 1,
 }
 
@@ -109,6 +111,38 @@ def _is_out_of_space(exc: OSError) -> bool:
     return "no space left" in text or "quota exceeded" in text or "file too large" in text
 
 
+def not_the_file(path: str | os.PathLike) -> str | None:
+    """Why the binary file at ``path`` is not the file it claims to be (``None`` when it may well be).
+
+    Catches what a clone or a copy leaves instead of data: an empty file, a Git LFS pointer, an absent
+    git-annex object, a text file (an HTML error page saved under the file's name, a CSV renamed .npy).
+    """
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        target = os.readlink(path)
+        if ".git/annex/objects" in target:
+            return "is a git-annex link whose content is not here (run `git annex get` on it)"
+        return f"is a broken symbolic link (to {target})"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return None  # missing or unreadable: the caller's own check names that
+    if not head:
+        return "is empty (0 bytes)"
+    if head.startswith(b"version https://git-lfs"):
+        return "is a Git LFS pointer, not the file itself (run `git lfs pull`, or download the file)"
+    if b"\0" not in head:
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if text.isprintable() or all(c.isprintable() or c.isspace() for c in text):
+            first = text.strip().splitlines()[0][:60] if text.strip() else ""
+            return f"is a text file, not binary data (it begins {first!r})"
+    return None
+
+
 def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
     """Write ``data`` as indented JSON, atomically (NaN is refused: it is not valid JSON)."""
     with atomic_path(path) as tmp:
@@ -170,9 +204,16 @@ def get_json_attr(obj: h5py.HLObject, key: str) -> Any:
     return json.loads(value)
 
 
+def checksum(data: np.ndarray) -> int:
+    """CRC-32 of an array's values (C order): stored with every dataset, verified by every reader."""
+    return zlib.crc32(np.ascontiguousarray(data).tobytes())
+
+
 def write_dataset(h5: h5py.Group, name: str, data: np.ndarray, per_frame: bool = True, **attrs: Any):
-    """Write ``data`` compressed; chunked one frame at a time along axis 0 when ``per_frame``."""
+    """Write ``data`` compressed, with its :func:`checksum`; chunked one frame at a time along axis 0 when
+    ``per_frame``."""
     data = np.asarray(data)
+    attrs = {"crc32": checksum(data), **attrs}
     chunks = None
     if per_frame and data.ndim >= 2 and data.shape[0] > 0:
         chunks = (1, *data.shape[1:])
@@ -192,8 +233,13 @@ def _rerun_hint(file_format: str) -> str:
     return f"delete it and rerun rule '{rule}' (snakemake --cores all --forcerun {rule})"
 
 
-def open_intermediate(path: str | os.PathLike, file_format: str) -> h5py.File:
-    """Open an HDF5 intermediate read-only after checking it is whole, ours, and current."""
+@contextlib.contextmanager
+def open_intermediate(path: str | os.PathLike, file_format: str) -> Iterator[h5py.File]:
+    """Open an HDF5 intermediate read-only after checking it is whole, ours, and current (``with`` only).
+
+    Whatever a damaged file makes h5py raise inside the block (KeyError, OSError, ...) leaves it as one
+    IntermediateFileError naming the file and the rule to rerun.
+    """
     path = Path(path)
     if not path.exists():
         raise IntermediateFileError(
@@ -201,26 +247,37 @@ def open_intermediate(path: str | os.PathLike, file_format: str) -> h5py.File:
         )
     try:
         h5 = h5py.File(path, "r")
-    except OSError as exc:
+    except Exception as exc:
         raise IntermediateFileError(
             f"{path}: not a readable HDF5 file (truncated or foreign: {exc}); {_rerun_hint(file_format)}"
         ) from None
+    try:
+        _check_format(h5, path, file_format)
+        yield h5
+    except LatentmanError:
+        raise
+    except Exception as exc:
+        raise IntermediateFileError(
+            f"{path}: damaged file ({type(exc).__name__}: {exc}); {_rerun_hint(file_format)}"
+        ) from None
+    finally:
+        h5.close()
+
+
+def _check_format(h5: h5py.File, path: Path, file_format: str) -> None:
     found = h5.attrs.get("format")
     if isinstance(found, bytes):
         found = found.decode()
     if found != file_format:
-        h5.close()
         raise IntermediateFileError(
             f"{path}: expected a '{file_format}' file, found format={found!r}; {_rerun_hint(file_format)}"
         )
     version = int(h5.attrs.get("format_version", -1))
     if version != FORMAT_VERSIONS[file_format]:
-        h5.close()
         raise IntermediateFileError(
             f"{path}: format version {version}, this version of latentman reads version "
             f"{FORMAT_VERSIONS[file_format]}; {_rerun_hint(file_format)}"
         )
-    return h5
 
 
 def check_array(
@@ -261,8 +318,15 @@ def read_h5_dataset(h5: h5py.File, name: str, file_format: str, **checks: Any) -
         raise IntermediateFileError(f"{h5.filename}: dataset '{name}' is missing; {_rerun_hint(file_format)}")
     try:
         data = h5[name][()]
+        stored = h5[name].attrs.get("crc32")
     except OSError as exc:
         raise IntermediateFileError(
             f"{h5.filename}: dataset '{name}' cannot be read ({exc}); {_rerun_hint(file_format)}"
         ) from None
+    # A flipped bit in an uncompressed dataset (or one gzip does not notice) would otherwise be used.
+    if stored is None or int(stored) != checksum(data):
+        problem = (
+            "has no checksum" if stored is None else "does not match its checksum (the file is corrupted)"
+        )
+        raise IntermediateFileError(f"{h5.filename}: dataset '{name}' {problem}; {_rerun_hint(file_format)}")
     return check_array(data, name, h5.filename, **checks)

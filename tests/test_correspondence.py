@@ -16,7 +16,7 @@ from latentman.correspondence import (
 )
 from latentman.correspondence.match import match_hungarian
 from latentman.errors import IntermediateFileError
-from latentman.io import atomic_h5, write_dataset
+from latentman.io import atomic_h5, checksum, write_dataset
 
 
 def blob_iuv(res=32, shift=(0, 0), seed=0, frames=1):
@@ -194,6 +194,7 @@ def test_surface_method_recovers_translation(tmp_path):
         fid = h5["face_id"][()]
         fid[1] = np.roll(fid[0], (2, 4), axis=(0, 1))
         h5["face_id"][...] = fid
+        h5["face_id"].attrs["crc32"] = checksum(fid)  # an edit on purpose, not a corruption
     res = compute_correspondences(read_render_inputs(render, "surface"), "prev", "surface", radius=0.001)
     src = res["guidance"]["source"][1]
     ys, xs = np.nonzero(src >= 0)
@@ -236,6 +237,7 @@ def test_reader_rejects_truncated_and_non_injective(tmp_path):
         s = h5["latent/source"][()]
         s[1, 0, :2] = 5
         h5["latent/source"][...] = s
+        h5["latent/source"].attrs["crc32"] = checksum(s)  # past the checksum: the semantic check must hold
     with pytest.raises(IntermediateFileError, match="not an injective"):
         read_correspondence(out)
 

@@ -81,26 +81,30 @@ def test_h5_roundtrip_format_and_chunks(tmp_path):
 
 def test_reader_rejects_missing_truncated_foreign_and_old_files(tmp_path):
     with pytest.raises(IntermediateFileError, match="file not found.*rule 'render'"):
-        open_intermediate(tmp_path / "none.h5", "render")
+        with open_intermediate(tmp_path / "none.h5", "render"):
+            pass
 
     truncated = tmp_path / "t.h5"
     truncated.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 10)
     with pytest.raises(IntermediateFileError, match="truncated or foreign"):
-        open_intermediate(truncated, "render")
+        with open_intermediate(truncated, "render"):
+            pass
 
     foreign = tmp_path / "f.h5"
     with h5py.File(foreign, "w") as h5:
         h5.attrs["format"] = "correspondence"
         h5.attrs["format_version"] = FORMAT_VERSIONS["correspondence"]
     with pytest.raises(IntermediateFileError, match="expected a 'render' file"):
-        open_intermediate(foreign, "render")
+        with open_intermediate(foreign, "render"):
+            pass
 
     old = tmp_path / "o.h5"
     with h5py.File(old, "w") as h5:
         h5.attrs["format"] = "render"
         h5.attrs["format_version"] = 0
     with pytest.raises(IntermediateFileError, match="format version 0.*rerun rule 'render'"):
-        open_intermediate(old, "render")
+        with open_intermediate(old, "render"):
+            pass
 
 
 def test_check_array_names_shape_dtype_and_nan():

@@ -58,7 +58,7 @@ def test_missing_folder_names_key_and_path(tmp_path):
         load_models({"stable_diffusion": str(missing), "controlnet_depth": "embedded:tiny"}, tmp_path)
     text = str(error.value)
     assert "models.stable_diffusion" in text and str(missing) in text
-    assert "unet/" in text and "runwayml/stable-diffusion-v1-5" in text
+    assert "unet/" in text and "stable-diffusion-v1-5/stable-diffusion-v1-5" in text
 
 
 def test_folder_without_unet_is_a_clear_error(models_dir, tmp_path):
@@ -99,7 +99,7 @@ def test_damaged_embedded_tiny_says_rebuild_not_download(models_dir, tmp_path, d
     message = str(info.value)
     assert message.startswith("models.stable_diffusion = embedded:tiny: the model built at")
     assert problem in message and f"delete {copy / 'embedded-tiny'} and rerun" in message
-    assert "runwayml" not in message and "\n" not in message
+    assert "stable-diffusion-v1-5/stable-diffusion-v1-5" not in message and "\n" not in message
 
 
 def test_sd15_random_config_values():

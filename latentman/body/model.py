@@ -25,6 +25,7 @@ import torch
 from latentman import safe_pickle
 from latentman.body.labels import compute_vertex_labels, labels_from_densepose_uv
 from latentman.errors import LatentmanError, ModelNotFoundError
+from latentman.io import not_the_file
 
 BUILTIN_PATH = Path(__file__).resolve().parent.parent / "data" / "builtin_body.npz"
 NUM_JOINTS = 24
@@ -54,6 +55,9 @@ def read_model_file(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise _model_error(path, "the body model file does not exist")
+    problem = not_the_file(path)
+    if problem:
+        raise _model_error(path, f"the body model file {problem}")
     try:
         if path.suffix == ".npz" or zipfile.is_zipfile(path):
             with np.load(path, allow_pickle=False) as handle:

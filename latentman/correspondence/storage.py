@@ -41,6 +41,12 @@ def read_correspondence(path: str | os.PathLike) -> dict:
     with open_intermediate(path, FORMAT) as h5:
         ref = read_h5_dataset(h5, "reference_index", FORMAT, shape=(None,), dtype=np.int32)
         n = len(ref)
+        # frame 0 has no reference; every other frame's reference comes before it (prev, prev_new, first)
+        if n and (ref[0] != -1 or any(not 0 <= ref[i] < i for i in range(1, n))):
+            raise IntermediateFileError(
+                f"{path}: '/reference_index' {ref.tolist()} is not a list of earlier frames (-1 for frame "
+                "0); delete it and rerun rule 'correspondence'"
+            )
         out["reference_index"] = ref
         out["method"] = str(h5.attrs.get("method", ""))
         out["reference"] = str(h5.attrs.get("reference", ""))
@@ -55,7 +61,9 @@ def read_correspondence(path: str | os.PathLike) -> dict:
             cost = read_h5_dataset(h5, f"{name}/cost", FORMAT, shape=(n,), dtype=np.float64)
             for i in range(n):
                 s = src[i][src[i] >= 0]
-                if s.size and (s.max() >= g * g or len(np.unique(s)) != s.size):
+                if src[i].min(initial=-1) < -1 or (
+                    s.size and (s.max() >= g * g or len(np.unique(s)) != s.size)
+                ):
                     raise IntermediateFileError(
                         f"{path}: '/{name}/source' frame {i} is not an injective map into {g}x{g}; "
                         "delete it and rerun rule 'correspondence'"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from latentman.errors import ModelNotFoundError
+from latentman.io import not_the_file
 
 EMBEDDED_KINDS = ("embedded:tiny", "embedded:toy", "embedded:sd15-random")
 TOY_DIR = Path(__file__).resolve().parents[1] / "data" / "toy_model"
@@ -38,7 +39,10 @@ TOY_NOTE = (
     "(toy domain: captioned shirt/trousers/shoes colours); not Stable Diffusion"
 )
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
-SD_SOURCE = "the runwayml/stable-diffusion-v1-5 repository (diffusers layout), downloaded by you"
+SD_SOURCE = (
+    "the stable-diffusion-v1-5/stable-diffusion-v1-5 repository on Hugging Face (diffusers layout), "
+    "downloaded by you"
+)
 CN_SOURCE = "the lllyasviel/control_v11f1p_sd15_depth repository, downloaded by you"
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors")
 
@@ -78,6 +82,21 @@ def check_sd_folder(path: Path, key: str = "stable_diffusion") -> None:
     for part in ("unet", "vae", "text_encoder"):
         if not (path / part / "config.json").is_file():
             raise _missing(key, path, f"{part}/config.json is missing", needs, SD_SOURCE)
+    _check_weight_files(path, key, needs, SD_SOURCE)
+
+
+def _check_weight_files(path: Path, key: str, needs: str, source: str) -> None:
+    """Weight files that are LFS pointers, absent annex objects or empty: say so, not a loader traceback."""
+    for file in sorted(path.rglob("*")):
+        if file.suffix in (".safetensors", ".bin", ".json") or file.is_symlink():
+            problem = not_the_file(file) if file.suffix != ".json" else _empty_or_pointer(file)
+            if problem:
+                raise _missing(key, path, f"{file.relative_to(path)} {problem}", needs, source)
+
+
+def _empty_or_pointer(file: Path) -> str | None:
+    problem = not_the_file(file)
+    return None if problem is None or problem.startswith("is a text file") else problem
 
 
 def check_controlnet_folder(path: Path, key: str = "controlnet_depth") -> None:
@@ -88,6 +107,7 @@ def check_controlnet_folder(path: Path, key: str = "controlnet_depth") -> None:
         raise _missing(key, path, "config.json is missing", needs, CN_SOURCE)
     if not any((path / name).is_file() for name in WEIGHT_NAMES):
         raise _missing(key, path, "no weights file", needs, CN_SOURCE)
+    _check_weight_files(path, key, needs, CN_SOURCE)
 
 
 def folder_hash(path: Path) -> str:

@@ -23,6 +23,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from latentman import safe_pickle
 from latentman.errors import LatentmanError
+from latentman.io import not_the_file
 from latentman.motion.clip import Motion, from_smpl, ground, require_frames
 from latentman.skeleton import NUM_HML_JOINTS
 
@@ -91,6 +92,9 @@ def _joints_array(path: Path, array: np.ndarray, name: str) -> np.ndarray:
 
 
 def _load(path: Path):
+    problem = not_the_file(path)
+    if problem:
+        raise _fail(path, problem)
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
@@ -116,7 +120,8 @@ def import_motion(path: str | Path, frames: int, fps: float, text: str = "", see
     """
     path = Path(path)
     if not path.exists():
-        raise _fail(path, "file not found (check the motion_file column of prompts.tsv)")
+        missing = "file not found (check the motion_file column of prompts.tsv)"
+        raise _fail(path, not_the_file(path) or missing)
     data = _load(path)
     source = f"file:{path}"
     if isinstance(data, np.ndarray) and data.dtype == object and data.shape == ():

@@ -245,6 +245,77 @@ def test_correspondence_that_is_not_injective(tmp_path):
         read_correspondence(tmp_path / "c.h5")
 
 
+def _correspondence_with_matches(path: Path) -> None:
+    source = np.full((3, 8, 8), -1, np.int32)
+    source[1, :4, :4] = np.arange(16).reshape(4, 4)
+    source[2, 2:6, 2:6] = np.arange(16).reshape(4, 4) + 20
+    write_corr(path, source)
+
+
+def _flip_bits(path: Path, out: Path, trials: int, seed: int):
+    """Yield after writing ``out`` = ``path`` with one random bit flipped, ``trials`` times."""
+    data = path.read_bytes()
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        bit = int(rng.integers(0, len(data) * 8))
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        out.write_bytes(bytes(flipped))
+        yield bit
+
+
+def test_single_bit_flips_are_caught_or_harmless(tmp_path):
+    """Every flip either leaves every dataset equal or gives one IntermediateFileError: no raw exception
+    from h5py, no silently changed array (datasets carry a CRC-32)."""
+    _correspondence_with_matches(tmp_path / "c.h5")
+    original = read_correspondence(tmp_path / "c.h5")
+    caught = 0
+    for bit in _flip_bits(tmp_path / "c.h5", tmp_path / "f.h5", 300, seed=1):
+        try:
+            got = read_correspondence(tmp_path / "f.h5")
+        except IntermediateFileError as exc:
+            assert "rule 'correspondence'" in str(exc), bit
+            caught += 1
+            continue
+        assert np.array_equal(got["reference_index"], original["reference_index"]), bit
+        for grid in ("latent", "guidance"):
+            for key in ("iuv", "source", "cost"):
+                assert np.array_equal(got[grid][key], original[grid][key]), (bit, grid, key)
+    assert caught > 0
+
+
+def test_changed_values_fail_the_checksum(tmp_path):
+    _correspondence_with_matches(tmp_path / "c.h5")
+    with h5py.File(tmp_path / "c.h5", "a") as h5:
+        h5["guidance/cost"][1] = 0.5  # small datasets are stored uncompressed: gzip would not notice
+    with pytest.raises(IntermediateFileError, match="'guidance/cost' does not match its checksum"):
+        read_correspondence(tmp_path / "c.h5")
+
+
+@pytest.mark.parametrize(
+    "dataset, values, message",
+    [
+        ("reference_index", [-1, 2, 1], r"'/reference_index' \[-1, 2, 1\] is not a list of earlier frames"),
+        ("reference_index", [0, 0, 1], r"is not a list of earlier frames"),
+        ("guidance/source", -5, r"'/guidance/source' frame 1 is not an injective map"),
+    ],
+)
+def test_stored_indices_are_range_checked(tmp_path, dataset, values, message):
+    from latentman.io import checksum
+
+    _correspondence_with_matches(tmp_path / "c.h5")
+    with h5py.File(tmp_path / "c.h5", "a") as h5:
+        data = h5[dataset][()]
+        if dataset == "reference_index":
+            data[:] = values
+        else:
+            data[1, 7, 7] = values
+        h5[dataset][...] = data
+        h5[dataset].attrs["crc32"] = checksum(data)  # a consistent file with wrong indices
+    with pytest.raises(IntermediateFileError, match=message):
+        read_correspondence(tmp_path / "c.h5")
+
+
 def test_correspondence_of_another_resolution_than_the_frames(tmp_path):
     write_corr(tmp_path / "c.h5", np.full((2, 8, 8), -1, np.int32))
     frames = tmp_path / "f.h5"
@@ -292,7 +363,7 @@ def test_model_folder_missing_a_part(tmp_path):
     for part in ("unet", "vae", "text_encoder"):
         (tmp_path / "sd" / part).mkdir(parents=True)
         (tmp_path / "sd" / part / "config.json").write_text("{}")
-    with pytest.raises(ModelNotFoundError, match="models.stable_diffusion.*tokenizer/ is missing.*runwayml"):
+    with pytest.raises(ModelNotFoundError, match="stable_diffusion.*tokenizer/ is missing.*v1-5/stable-diff"):
         check_sd_folder(tmp_path / "sd")
 
 
@@ -301,6 +372,47 @@ def test_controlnet_folder_without_weights(tmp_path):
     (tmp_path / "cn" / "config.json").write_text("{}")
     with pytest.raises(ModelNotFoundError, match="models.controlnet_depth.*no weights file.*control_v11f1p"):
         check_controlnet_folder(tmp_path / "cn")
+
+
+LFS_POINTER = (
+    b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146bd3f4c1f5e3c8b1f0b1e2f3a"
+    b"4d7a2146bd3f4c1f5e3c8b1f0b1e2f3a\nsize 3438167534\n"
+)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (LFS_POINTER, "is a Git LFS pointer, not the file itself"),
+        (b"", r"is empty \(0 bytes\)"),
+        (b"frame,x,y,z\n0,0.1,0.9,0.0\n", "is a text file, not binary data \\(it begins 'frame,x,y,z'\\)"),
+    ],
+)
+def test_files_that_are_not_what_their_extension_says(tmp_path, content, message):
+    from latentman.body.model import read_model_file
+    from latentman.motion.importers import import_motion
+
+    for name in ("results.npy", "motion.npz"):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(LatentmanError, match=f"^motion_file {tmp_path / name}: {message}"):
+            import_motion(tmp_path / name, 10, 20.0)
+    (tmp_path / "SMPL_NEUTRAL.pkl").write_bytes(content)
+    with pytest.raises(ModelNotFoundError, match=f"models.body: the body model file {message}"):
+        read_model_file(tmp_path / "SMPL_NEUTRAL.pkl")
+    (tmp_path / "cn").mkdir()
+    (tmp_path / "cn" / "config.json").write_text("{}")
+    (tmp_path / "cn" / "diffusion_pytorch_model.safetensors").write_bytes(content)
+    with pytest.raises(ModelNotFoundError, match=f"diffusion_pytorch_model.safetensors {message}"):
+        check_controlnet_folder(tmp_path / "cn")
+
+
+def test_git_annex_link_without_content(tmp_path):
+    from latentman.motion.importers import import_motion
+
+    link = tmp_path / "walk.npz"
+    link.symlink_to("../.git/annex/objects/Xq/3F/SHA256E-s1--ab.npz/SHA256E-s1--ab.npz")
+    with pytest.raises(LatentmanError, match="is a git-annex link whose content is not here"):
+        import_motion(link, 10, 20.0)
 
 
 # --------------------------------------------------------------------------------------- full disk
