@@ -313,6 +313,32 @@ def minimum_clip_tokens(text: str) -> int:
     return len(re.findall(r"[^\W_]+|[^\w\s]|_", text))
 
 
+def prompt_tokenizer(config: Mapping):
+    """The configured model's own CLIP tokenizer when its folder is here (a local SD folder or
+    embedded:toy), else None: the embedded test models' byte tokenizer says nothing about real CLIP."""
+    value = config["models"]["stable_diffusion"]
+    if value in ("embedded:tiny", "embedded:sd15-random"):
+        return None
+    from latentman.models.registry import resolve_path
+
+    folder = resolve_path(value, "stable_diffusion", "results/models") / "tokenizer"
+    if not (folder / "vocab.json").is_file() or not (folder / "merges.txt").is_file():
+        return None  # a missing model is reported, with where to get it, when it is loaded
+    from transformers import CLIPTokenizer
+
+    try:
+        return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception:  # a damaged tokenizer is reported by the model loader, with the fix
+        return None
+
+
+def count_clip_tokens(text: str, tokenizer=None) -> tuple[int, bool]:
+    """(tokens without start/end, exact?): the tokenizer's count, or :func:`minimum_clip_tokens`."""
+    if tokenizer is None:
+        return minimum_clip_tokens(text), False
+    return len(tokenizer(text, add_special_tokens=False).input_ids), True
+
+
 def _check_toy_prompt(text: str, where: str) -> None:
     """embedded:toy reads only its caption grammar: other words would become meaningless characters."""
     from latentman.toy.domain import PALETTE, caption_words
@@ -342,6 +368,7 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
 
     mdm = config["models"]["mdm"]
     defaults = config["generation"]["defaults"]
+    tokenizer = prompt_tokenizer(config)
     for prompt_id, row in prompts.iterrows():
         if not row["motion_file"] and not mdm:
             # the built-in library must know the motion: say so now, not in a job minutes later
@@ -353,13 +380,18 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
         if config["models"]["stable_diffusion"] == "embedded:toy":
             negative = row["negative_prompt"] or defaults["negative_prompt"]
             _check_toy_prompt(f"{row['prompt']}{suffix} {negative}", f"{source}: id {prompt_id!r}")
-        tokens = minimum_clip_tokens(str(row["prompt"]) + str(suffix))
-        if tokens > CLIP_TOKEN_LIMIT:
-            raise ConfigError(
-                f"{source}: id {prompt_id!r}: the prompt (+ generation.defaults.prompt_suffix) is at least "
-                f"{tokens} tokens; the text encoder reads 77 ({CLIP_TOKEN_LIMIT} + start and end) and would "
-                "drop the rest: shorten the prompt or the suffix"
-            )
+        negative = row["negative_prompt"] or defaults["negative_prompt"]
+        for what, text in (
+            ("prompt (+ generation.defaults.prompt_suffix)", str(row["prompt"]) + str(suffix)),
+            ("negative prompt", str(negative)),
+        ):
+            tokens, exact = count_clip_tokens(text, tokenizer)
+            if tokens > CLIP_TOKEN_LIMIT:
+                raise ConfigError(
+                    f"{source}: id {prompt_id!r}: the {what} is {'' if exact else 'at least '}{tokens} "
+                    f"tokens; the text encoder reads 77 ({CLIP_TOKEN_LIMIT} + start and end) and would "
+                    "drop the rest: shorten it"
+                )
     step = config["motion"]["frame_step"]
     fps = config["motion"]["fps"]
     if mdm:

@@ -280,3 +280,33 @@ def test_snakemake_stops_before_any_job_on_bad_config(tmp_path):
     lines = [line for line in result.stderr.splitlines() if "latentman config error" in line]
     assert len(lines) == 1 and "render.resolution = 96" in lines[0] and "multiple of 64" in lines[0]
     assert not (tmp_path / "results").exists()
+
+
+def test_prompt_length_counted_with_the_models_tokenizer(tmp_path, default_config):
+    """One 10,000-character word is one word but thousands of CLIP tokens: counted with the model's own
+    tokenizer when its folder is here, before any job."""
+    from transformers import CLIPTokenizer
+
+    from latentman.models.embedded import write_tiny_tokenizer
+
+    folder = tmp_path / "sd" / "tokenizer"
+    write_tiny_tokenizer(folder)
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
+    config = copy.deepcopy(default_config)
+    config["models"]["stable_diffusion"] = str(tmp_path / "sd")
+    config["generation"]["defaults"]["prompt_suffix"] = ""
+    config["generation"]["defaults"]["negative_prompt"] = "bad"
+    path = tmp_path / "prompts.tsv"
+    path.write_text("id\tmotion\tprompt\tframes\tseed\nlong\twalk\ta " + "x" * 10_000 + "\t8\t1\n")
+    with pytest.raises(
+        ConfigError, match=r"id 'long': the prompt .* is 1000\d tokens; the text encoder reads 77"
+    ):
+        validate_prompts_against_config(load_prompts(path), config)
+    # the word-count bound without a tokenizer (embedded:tiny) cannot see it: the exact count is the fix
+    config["models"]["stable_diffusion"] = "embedded:tiny"
+    validate_prompts_against_config(load_prompts(path), config)
+    path.write_text(
+        "id\tmotion\tprompt\tnegative_prompt\tframes\tseed\nneg\twalk\ta person\t" + "bad, " * 60 + "\t8\t1\n"
+    )
+    with pytest.raises(ConfigError, match=r"id 'neg': the negative prompt is at least 120 tokens"):
+        validate_prompts_against_config(load_prompts(path), config)
