@@ -32,6 +32,8 @@ RENDER_CONFIG = {
     "backend": "auto",
     "iuv": "exact",
     "control_encoding": "near_bright",
+    "min_body_pixels": 64,
+    "max_fit_error_mm": 80.0,
     "camera": {"yfov_deg": 60.0, "fill": 0.8, "elevation_deg": 5.0},
 }
 
@@ -430,3 +432,40 @@ def test_iuv_colouring_keeps_background_black():
     rgb = colour_iuv(iuv)
     assert rgb.shape == (1, 3, 3) and (rgb[0, 0] == 0).all() and rgb[0, 1].max() > 0
     assert not np.array_equal(rgb[0, 1], rgb[0, 2])
+
+
+def test_render_refuses_a_bad_fit_and_a_body_out_of_view(tmp_path):
+    """Joints in millimetres fit at hundreds of mm (refused by render.max_fit_error_mm); a camera that
+    leaves the body a few pixels is refused by render.min_body_pixels, naming the frame."""
+    import dataclasses
+
+    from latentman.motion import Motion
+
+    built = make_motion(prompt_row(), MOTION_CONFIG)
+    metres = Motion(built.joints, built.fps, built.text, "test", 0)  # joints only: the body is fitted
+    millimetres = dataclasses.replace(metres, joints=metres.joints * 1000.0)
+    write_motion(tmp_path / "mm.npz", millimetres)
+    with pytest.raises(IntermediateFileError, match=r"mm\.npz: the body fits .* mean error of \d{3,} mm"):
+        run_render(tmp_path, tmp_path / "mm.npz", name="mm")
+    assert not (tmp_path / "mm.h5").exists()
+
+    write_motion(tmp_path / "m.npz", metres)
+    far = {**RENDER_CONFIG, "camera": {**RENDER_CONFIG["camera"], "fill": 0.01}}
+    with pytest.raises(IntermediateFileError, match=r"covers \d pixels in frame \d .*min_body_pixels = 64"):
+        run_render(tmp_path, tmp_path / "m.npz", name="far", config=far)
+    assert not (tmp_path / "far.h5").exists()
+    h5, _, _ = run_render(tmp_path, tmp_path / "m.npz", name="ok")  # the same motion in metres renders
+    assert h5.exists()
+
+
+def test_body_coverage_names_the_smallest_frame():
+    from latentman.render.stage import check_body_coverage
+
+    mask = np.zeros((3, 16, 16), np.uint8)
+    mask[0, :8, :8] = 1
+    mask[2, :2, :3] = 1
+    check_body_coverage(mask[:1], 64, "x")
+    with pytest.raises(
+        IntermediateFileError, match=r"x: the body covers 0 pixels in frame 1 \(2 of 3 frames"
+    ):
+        check_body_coverage(mask, 64, "x")

@@ -124,7 +124,7 @@ class LatentmanPipeline:
         limit = self.tokenizer.model_max_length
         embeddings = []
         for text in (negative_prompt, prompt):
-            ids = self.tokenizer(text).input_ids
+            ids = self.tokenizer(text, verbose=False).input_ids  # we say what is cut, once
             if len(ids) > limit:
                 cut = self.tokenizer.decode(ids[limit - 1 : -1])
                 log.warning("prompt longer than %d tokens; this part is cut: %r", limit, cut)

@@ -22,6 +22,7 @@ Nothing is ever downloaded: ``HF_HUB_OFFLINE=1`` and ``local_files_only=True`` e
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
@@ -181,11 +182,13 @@ def load_models(models_config: dict, models_dir: str | os.PathLike = "results/mo
                 f"models.{key}: cannot load {path} ({first}); get the weights from {source}"
             ) from None
 
-    unet = load(UNet2DConditionModel, sd_path / "unet", "stable_diffusion", SD_SOURCE)
-    vae = load(AutoencoderKL, sd_path / "vae", "stable_diffusion", SD_SOURCE)
+    # diffusers' low-memory loading needs accelerate and warns three times per job without it
+    quiet = {} if importlib.util.find_spec("accelerate") else {"low_cpu_mem_usage": False}
+    unet = load(UNet2DConditionModel, sd_path / "unet", "stable_diffusion", SD_SOURCE, **quiet)
+    vae = load(AutoencoderKL, sd_path / "vae", "stable_diffusion", SD_SOURCE, **quiet)
     text_encoder = load(CLIPTextModel, sd_path / "text_encoder", "stable_diffusion", SD_SOURCE)
     tokenizer = load(CLIPTokenizer, sd_path / "tokenizer", "stable_diffusion", SD_SOURCE)
-    controlnet = load(ControlNetModel, cn_path, "controlnet_depth", CN_SOURCE)
+    controlnet = load(ControlNetModel, cn_path, "controlnet_depth", CN_SOURCE, **quiet)
     if controlnet.config.cross_attention_dim != unet.config.cross_attention_dim:
         raise ModelNotFoundError(
             f"models.controlnet_depth = {cn_value!r} does not match models.stable_diffusion = {sd_value!r} "

@@ -21,6 +21,8 @@ class RenderSettings:
     yfov_deg: float = 60.0
     fill: float = 0.8
     elevation_deg: float = 5.0
+    min_body_pixels: int = 64
+    max_fit_error_mm: float = 80.0
 
     @classmethod
     def from_config(cls, render: Mapping[str, Any]) -> RenderSettings:
@@ -34,4 +36,6 @@ class RenderSettings:
             yfov_deg=float(camera["yfov_deg"]),
             fill=float(camera["fill"]),
             elevation_deg=float(camera["elevation_deg"]),
+            min_body_pixels=int(render["min_body_pixels"]),
+            max_fit_error_mm=float(render["max_fit_error_mm"]),
         )

@@ -37,12 +37,19 @@ def video_frames(motion_frames: int, frames: int, frame_step: int, source: str, 
     return np.arange(0, needed, frame_step)
 
 
-def pose_clip(motion, body, keep: np.ndarray, source: str):
-    """(SMPL parameters of the kept frames, grounded mesh vertices ``(F, V, 3)`` float64)."""
+def pose_clip(motion, body, keep: np.ndarray, source: str, max_fit_error_mm: float = float("inf")):
+    """(SMPL parameters of the kept frames, grounded mesh vertices ``(F, V, 3)`` float64); a fit whose
+    mean joint error exceeds ``max_fit_error_mm`` is refused (wrong units or axes, not a body)."""
     from latentman.body.fit import fit_motion
 
     smpl = fit_motion(motion, body).take(keep)
     log.info("%s: SMPL %s, mean joint error %.2f mm", source, smpl.method, smpl.fit_error_mm)
+    if not smpl.fit_error_mm <= max_fit_error_mm:
+        raise IntermediateFileError(
+            f"{source}: the body fits the motion's joints with a mean error of {smpl.fit_error_mm:.0f} mm "
+            f"(render.max_fit_error_mm = {max_fit_error_mm:g}); joints must be metres, Y up, in "
+            "SMPL/HumanML3D order: check the motion file's units and axes"
+        )
     vertices, _ = body.forward(smpl.global_orient, smpl.body_pose, smpl.transl, betas=smpl.betas)
     lift = ground_offset(vertices)
     vertices = vertices.astype(np.float64)
@@ -51,6 +58,19 @@ def pose_clip(motion, body, keep: np.ndarray, source: str):
     if not np.isfinite(vertices).all():
         raise IntermediateFileError(f"{source}: the posed body has NaN vertices; rerun rule 'motion'")
     return smpl, vertices
+
+
+def check_body_coverage(mask: np.ndarray, min_pixels: int, source: str) -> None:
+    """Refuse a render whose body covers fewer than ``min_pixels`` pixels in some frame."""
+    counts = np.asarray(mask).reshape(len(mask), -1).sum(axis=1)
+    small = np.flatnonzero(counts < min_pixels)
+    if len(small):
+        frame = int(small[np.argmin(counts[small])])
+        raise IntermediateFileError(
+            f"{source}: the body covers {int(counts[frame])} pixels in frame {frame} ({len(small)} of "
+            f"{len(counts)} frames under render.min_body_pixels = {min_pixels}): it is out of view or "
+            "tiny; check render.camera.fill and the motion's units and travel"
+        )
 
 
 def render_record(smpl, body, rendered: RenderedFrames, iuv: np.ndarray, settings: RenderSettings) -> dict:
@@ -111,10 +131,11 @@ def render_prompt(
     motion = read_motion(motion_path)
     keep = video_frames(motion.num_frames, int(frames), int(frame_step), str(motion_path), prompt)
     body = load_body(body_spec, densepose_uv=densepose_uv)
-    smpl, vertices = pose_clip(motion, body, keep, str(motion_path))
+    smpl, vertices = pose_clip(motion, body, keep, str(motion_path), settings.max_fit_error_mm)
     rendered = render_mesh_sequence(
         vertices, body.faces, body.vertex_part, body.vertex_uv, settings, source=str(motion_path)
     )
+    check_body_coverage(rendered.mask, settings.min_body_pixels, str(motion_path))
     iuv = rendered.iuv
     if settings.iuv == "densepose":
         from latentman.render.densepose import densepose_iuv, shaded_frames
