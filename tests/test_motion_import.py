@@ -53,19 +53,22 @@ def test_mdm_results_npy(tmp_path):
     np.testing.assert_allclose(result.joints, expected, atol=1e-5)
 
 
-def test_amass_npz_z_up_resampled(tmp_path):
+@pytest.mark.parametrize(("width", "rate_key"), [(156, "mocap_framerate"), (165, "mocap_frame_rate")])
+def test_amass_npz_z_up_resampled(tmp_path, width, rate_key):
     poses, transl, joints = walk_joints(121, fps=60.0)  # 2 s at 60 fps, Y up
-    # Express the clip as AMASS does: Z-up world, SMPL-H 156-d poses.
+    # Express the clip as AMASS does: Z-up world, SMPL-H (156) or SMPL-X (165) poses: 22 body joints,
+    # then fingers (SMPL-H: left index first) or jaw, eyes and fingers (SMPL-X), never SMPL's hand joints.
     to_z = Z_UP_TO_Y_UP.T
     from scipy.spatial.transform import Rotation
 
-    amass = np.zeros((121, 156))
-    amass[:, 3:72] = poses[:, 1:].reshape(121, -1)
+    amass = np.random.default_rng(0).normal(0.0, 0.5, (121, width))  # fingers etc. far from rest
+    amass[:, 3:66] = poses[:, 1:22].reshape(121, -1)
     amass[:, :3] = (Rotation.from_matrix(to_z) * Rotation.from_rotvec(poses[:, 0])).as_rotvec()
     path = tmp_path / "clip_poses.npz"
-    np.savez(path, poses=amass, trans=transl @ to_z.T, mocap_framerate=np.array(60.0), gender="neutral")
+    np.savez(path, poses=amass, trans=transl @ to_z.T, **{rate_key: np.array(60.0)}, gender="neutral")
     result = import_motion(path, 31, 20.0)
     assert result.joints.shape == (31, 22, 3) and result.poses.shape == (31, 24, 3)
+    assert (result.poses[:, 22:] == 0).all()  # SMPL's hands at rest, not the left index finger
     # Every 3rd frame of the original, back in Y up.
     expected = joints[::3][:31]
     expected = expected - [0, expected[0, list(FOOT_JOINTS), 1].min(), 0]
@@ -146,3 +149,17 @@ def test_motion_file_takes_precedence_over_mdm(tmp_path):
     config = {"motion": {"fps": 20, "frame_step": 2}, "models": {"mdm": str(tmp_path / "absent.pt")}}
     row = {"motion": "a person walks", "frames": 8, "seed": 1, "motion_file": str(path)}
     assert make_motion(row, config).source == f"file:{path}"  # the absent checkpoint is never touched
+
+
+def test_joints_in_wrong_units_or_axes_are_named_at_import(tmp_path):
+    _, _, joints = walk_joints(30)
+    millimetres = tmp_path / "mm.npy"
+    np.save(millimetres, (joints * 1000.0).astype(np.float32))
+    with pytest.raises(
+        LatentmanError, match=r"motion_file .*mm\.npy: .*look like millimetres; divide them by 1000"
+    ):
+        import_motion(millimetres, 20, 20.0)
+    z_up = tmp_path / "z_up.npz"
+    np.savez(z_up, joints=joints @ Z_UP_TO_Y_UP)  # y -> z: a body lying along Z
+    with pytest.raises(LatentmanError, match=r"z_up\.npz: the torso points along \+Z.*map \(x, y, z\) to"):
+        import_motion(z_up, 20, 20.0)

@@ -25,6 +25,7 @@ from latentman import safe_pickle
 from latentman.errors import LatentmanError
 from latentman.io import not_the_file
 from latentman.motion.clip import Motion, from_smpl, ground, require_frames
+from latentman.motion.plausibility import skeleton_problem
 from latentman.skeleton import NUM_HML_JOINTS
 
 #: Z-up (AMASS) → Y-up: (x, y, z) → (x, z, -y), a -90° rotation about X.
@@ -112,6 +113,14 @@ def _fit(path: Path, joints: np.ndarray, fps_in: float, frames: int, fps: float)
     return ground(joints[:frames])
 
 
+def _plausible(path: Path, motion: Motion) -> Motion:
+    """Wrong units or axes run to the end without a complaint: name them here, with the fix."""
+    problem = skeleton_problem(motion.joints, motion.fps)
+    if problem:
+        raise _fail(path, problem)
+    return motion
+
+
 def import_motion(path: str | Path, frames: int, fps: float, text: str = "", seed: int = 0) -> Motion:
     """Read a motion file of any supported format as ``frames`` frames at ``fps``.
 
@@ -138,25 +147,29 @@ def import_motion(path: str | Path, frames: int, fps: float, text: str = "", see
         if not text and texts is not None and len(texts):
             text = str(texts[0])
         joints = _fit(path, joints, 20.0, frames, fps)
-        return Motion(joints.astype(np.float32), float(fps), text, source, int(seed))
+        return _plausible(path, Motion(joints.astype(np.float32), float(fps), text, source, int(seed)))
     if isinstance(data, dict) and "poses" in data:  # AMASS-style SMPL
-        for key in ("trans", "mocap_framerate"):
+        # AMASS SMPL-H files name the rate mocap_framerate, its SMPL-X files mocap_frame_rate
+        rate_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in data), None)
+        for key in ("trans", rate_key):
             if key not in data:
-                raise _fail(path, f"AMASS-style file lacks '{key}' (needs poses, trans, mocap_framerate)")
+                missing = key or "mocap_framerate"
+                raise _fail(path, f"AMASS-style file lacks '{missing}' (needs poses, trans, mocap_framerate)")
         poses = _finite(path, "poses", data["poses"])
         trans = _finite(path, "trans", data["trans"])
-        rate = float(data["mocap_framerate"])
+        rate = float(data[rate_key])
         if poses.ndim != 2 or poses.shape[1] < 66:
             raise _fail(path, f"'poses' has shape {poses.shape}, expected (frames, 72) or (frames, 156)")
         if trans.shape != (len(poses), 3):
             raise _fail(path, f"'trans' has shape {trans.shape}, expected ({len(poses)}, 3)")
         if not np.isfinite(rate) or rate <= 0:
-            raise _fail(path, f"'mocap_framerate' is {rate}, expected a positive number")
+            raise _fail(path, f"'{rate_key}' is {rate}, expected a positive number")
         smpl = np.zeros((len(poses), 24, 3))
-        count = min(poses.shape[1] // 3, 24)
+        # SMPL (72 values) has 24 joints, 22-23 its hands. SMPL-H (156) and SMPL-X (165) share only the 22
+        # body joints; what follows is fingers (SMPL-H: left index first) or jaw and eyes (SMPL-X), not
+        # SMPL's hand joints, which stay at rest.
+        count = 24 if poses.shape[1] == 72 else 22
         smpl[:, :count] = poses[:, : count * 3].reshape(len(poses), count, 3)
-        if poses.shape[1] < 72:  # SMPL-H/SMPL-X body without SMPL's hand joints
-            smpl[:, 22:] = 0.0
         # Rotate the world, not the body: the root orientation and translation go Z up → Y up.
         root = Rotation.from_matrix(Z_UP_TO_Y_UP) * Rotation.from_rotvec(smpl[:, 0])
         smpl[:, 0] = root.as_rotvec()
@@ -164,15 +177,15 @@ def import_motion(path: str | Path, frames: int, fps: float, text: str = "", see
         smpl = resample_rotations(smpl, rate, fps)
         trans = resample_positions(trans, rate, fps)
         require_frames(len(smpl), frames, f"motion_file {path}")
-        return from_smpl(smpl[:frames], trans[:frames], fps, text, source, seed)
+        return _plausible(path, from_smpl(smpl[:frames], trans[:frames], fps, text, source, seed))
     if isinstance(data, dict) and "joints" in data:  # plain joints .npz
         joints = _joints_array(path, data["joints"], "joints")
         fps_in = float(data["fps"]) if "fps" in data else float(fps)
         joints = _fit(path, joints, fps_in, frames, fps)
-        return Motion(joints.astype(np.float32), float(fps), text, source, int(seed))
+        return _plausible(path, Motion(joints.astype(np.float32), float(fps), text, source, int(seed)))
     if isinstance(data, np.ndarray):  # plain joints .npy
         joints = _fit(path, _joints_array(path, data, "array"), float(fps), frames, fps)
-        return Motion(joints.astype(np.float32), float(fps), text, source, int(seed))
+        return _plausible(path, Motion(joints.astype(np.float32), float(fps), text, source, int(seed)))
     keys = sorted(data) if isinstance(data, dict) else type(data).__name__
     raise _fail(
         path,
