@@ -20,6 +20,14 @@ include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
 
+# Tables, plots and the sweep target are seconds of work on files already here: never a cluster job.
+localrules:
+    all,
+    aggregate,
+    plots,
+    sweep,
+
+
 rule all:
     """The default run: every stage for every prompt and run_variants, the table and the plots."""
     default_target: True
