@@ -125,6 +125,11 @@ def test_seed_determinism():
         ("a person is dancing", "dance"),
         ("doing jumping jacks", "jumping_jacks"),
         ("a person walks then jumps", "walk"),
+        # the verb, not the first motion word (issue 19 item 14)
+        ("a dancer spinning", "turn"),
+        ("a man in running shoes waves hello", "wave"),
+        ("a runner jumps", "jump"),
+        ("a person in a dancing dress walks", "walk"),
     ],
 )
 def test_synonyms(text, name):
@@ -209,3 +214,16 @@ def test_workflow_step_writes_outputs(tmp_path):
     assert read_motion(out / "p.npz").source == "builtin:wave"
     assert (out / "p.gif").stat().st_size > 0 and (out / "p.mp4").stat().st_size > 0
     assert sorted(p.name for p in out.iterdir()) == ["p.gif", "p.mp4", "p.npz"]
+
+
+def test_the_choice_is_explained_and_shown_in_the_preview_title():
+    from latentman.motion.preview import preview_title
+
+    assert library.explain_motion("a man in running shoes waves hello") == (
+        "wave",
+        "verb 'waves' (also named: run)",
+    )
+    assert library.explain_motion("a dancer spinning") == ("turn", "verb form 'spinning' (also named: dance)")
+    motion = make_motion(row("a man in running shoes waves hello", frames=4, seed=3), CONFIG)
+    assert motion.source == "builtin:wave"
+    assert preview_title("p", motion) == "p: wave (verb 'waves')"

@@ -437,27 +437,59 @@ def describe_motions() -> str:
     return "; ".join(f"{m.name} ({', '.join(m.examples)})" for m in MOTIONS.values())
 
 
-def choose_motion(text: str) -> str:
-    """Name of the built-in motion the text asks for: the first motion word in reading order.
+#: Words after which an -ing/-ed form modifies a noun ("in running shoes", "a walking stick"): not the verb.
+_MODIFIER_CONTEXT = frozenset("a an the in with of on his her their its my your for and".split())
+
+
+def _verb_score(tokens: list[str], i: int, motion: BuiltinMotion) -> int:
+    """How surely ``tokens[i]`` (a word of ``motion``) is the sentence's verb: 0 (a noun such as
+    "dancer", or a participle modifying a noun, "in running shoes"), 1 (an -ing or -ed form after a
+    noun or "is": "a dancer spinning"), 2 (a finite verb: "waves", "kicks", "turn")."""
+    token = tokens[i]
+    previous = tokens[i - 1] if i > 0 else ""
+    if token.endswith("er") and any(token[:-k] in motion.words for k in (1, 2, 3)):
+        return 0  # agent noun: dancer, jumper, runner
+    if token.endswith(("ing", "ed")) or token in ("spun", "stood"):
+        return 0 if previous in _MODIFIER_CONTEXT else 1
+    return 2
+
+
+def explain_motion(text: str) -> tuple[str, str]:
+    """(built-in motion, why): the motion word most likely to be the verb, the first of equals.
+
+    Prefers a finite verb ("a man in running shoes waves hello" → wave, by "waves") over an -ing or
+    -ed form ("a dancer spinning" → turn, by "spinning"), and either over an agent noun or a participle
+    that modifies a noun ("dancer", "in running shoes"). Two-word phrases ("turn around") count as verbs.
 
     Raises:
         LatentmanError: nothing in the text matches a built-in motion (lists what exists and how
             to configure MDM for free text).
     """
     tokens = re.findall(r"[a-z]+", str(text).lower())
+    candidates = []  # (-score, position, motion, word)
     for i, token in enumerate(tokens):
         pair = (token, tokens[i + 1]) if i + 1 < len(tokens) else None
         for motion in MOTIONS.values():
             if pair in motion.phrases:
-                return motion.name
-        for motion in MOTIONS.values():
-            if token in motion.words:
-                return motion.name
-    raise LatentmanError(
-        f"motion text {text!r} matches no built-in motion; built-in motions: {describe_motions()}. "
-        "For free text, set models.mdm (and models.mdm_clip) in config.yaml to an MDM checkpoint, "
-        "or give the prompt a motion_file"
-    )
+                candidates.append((-2, i, motion.name, " ".join(pair)))
+            elif token in motion.words:
+                candidates.append((-_verb_score(tokens, i, motion), i, motion.name, token))
+    if not candidates:
+        raise LatentmanError(
+            f"motion text {text!r} matches no built-in motion; built-in motions: {describe_motions()}. "
+            "For free text, set models.mdm (and models.mdm_clip) in config.yaml to an MDM checkpoint, "
+            "or give the prompt a motion_file"
+        )
+    score, _, name, word = min(candidates)
+    kind = {-2: "verb", -1: "verb form", 0: "word"}[score]
+    others = sorted({c[2] for c in candidates} - {name})
+    why = f"{kind} {word!r}" + (f" (also named: {', '.join(others)})" if others else "")
+    return name, why
+
+
+def choose_motion(text: str) -> str:
+    """Name of the built-in motion the text asks for (:func:`explain_motion` says why)."""
+    return explain_motion(text)[0]
 
 
 # ------------------------------------------------------------------------------------ assembly

@@ -57,3 +57,15 @@ def render_frames(joints: np.ndarray, size: int = 256, title: str = "") -> np.nd
     finally:
         plt.close(fig)
     return np.stack(frames)
+
+
+def preview_title(prompt_id: str, motion) -> str:
+    """The preview's title: the prompt and where its motion came from; for a built-in motion, which one
+    and the word that chose it, so a surprising choice is seen before anything is rendered."""
+    kind, _, name = motion.source.partition(":")
+    if kind != "builtin":
+        return f"{prompt_id}: {kind}"
+    from latentman.motion.library import explain_motion
+
+    chosen, why = explain_motion(motion.text)
+    return f"{prompt_id}: {name} ({why.split(' (also')[0]})" if chosen == name else f"{prompt_id}: {name}"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from latentman.motion import library
 from latentman.motion.clip import Motion, from_smpl, motion_frames
+
+log = logging.getLogger(__name__)
 
 
 def make_motion(row: Mapping[str, Any], config: Mapping[str, Any]) -> Motion:
@@ -29,6 +32,7 @@ def make_motion(row: Mapping[str, Any], config: Mapping[str, Any]) -> Motion:
         from latentman.motion.mdm import generate_mdm
 
         return generate_mdm(text, frames, fps, seed, config)
-    name = library.choose_motion(text)
+    name, why = library.explain_motion(text)
+    log.info("motion text %r: built-in motion %r, chosen by the %s", text, name, why)
     poses, transl = library.generate(name, frames, fps, seed)
     return from_smpl(poses, transl, fps, text, f"builtin:{name}", seed)
