@@ -13,6 +13,7 @@ def test_license_file_matches_pyproject():
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"]["text"]
     text = (REPO / "LICENSE").read_text()
     assert declared == "MIT" and text.startswith("MIT License\n")
+    assert "Copyright (c) 2026 latentman contributors" in text
     assert "Permission is hereby granted, free of charge" in text
 
 
@@ -20,13 +21,22 @@ def test_catalog_entry_has_the_standardized_usage_fields():
     entry = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
     usage = entry["usage"]
     assert usage["mandatory-flags"]["flags"] == "--cores all" and usage["mandatory-flags"]["desc"]
-    assert set(usage["software-stack-deployment"]) == {"conda", "singularity", "singularity+conda"}
+    # Current catalog docs name apptainer/apptainer+conda, older ones singularity/singularity+conda.
+    assert set(usage["software-stack-deployment"]) == {
+        "conda",
+        "apptainer",
+        "apptainer+conda",
+        "singularity",
+        "singularity+conda",
+    }
     assert all(isinstance(v, bool) for v in usage["software-stack-deployment"].values())
     assert usage["report"] is True
 
 
 def test_slurm_profile_names_no_partition():
-    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    text = (REPO / "profiles" / "slurm" / "config.yaml").read_text()
+    assert "debug" not in text
+    profile = yaml.safe_load(text)
     assert "slurm_partition" not in profile["default-resources"]
     for resources in profile["set-resources"].values():
         assert "slurm_partition" not in resources

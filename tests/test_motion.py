@@ -227,3 +227,42 @@ def test_the_choice_is_explained_and_shown_in_the_preview_title():
     motion = make_motion(row("a man in running shoes waves hello", frames=4, seed=3), CONFIG)
     assert motion.source == "builtin:wave"
     assert preview_title("p", motion) == "p: wave (verb 'waves')"
+
+
+def test_the_choice_is_stored_in_the_motion_file_and_titles_the_preview(tmp_path):
+    """The reason travels with the motion: make_motion sets it, the file keeps it, the preview shows it."""
+    import dataclasses
+
+    from latentman.motion.preview import preview_title
+
+    motion = make_motion(row("a man in running shoes waves hello", frames=4, seed=3), CONFIG)
+    assert motion.reason == "verb 'waves' (also named: run)"
+    path = tmp_path / "m.npz"
+    write_motion(path, motion)
+    back = read_motion(path)
+    assert back.reason == "verb 'waves' (also named: run)" and back.source == "builtin:wave"
+    assert preview_title("p", back) == "p: wave (verb 'waves')"
+    # The title shows the stored reason, not one worked out again from the text.
+    assert preview_title("p", dataclasses.replace(back, reason="verb 'hello'")) == "p: wave (verb 'hello')"
+    # Motions from files or MDM have no reason; their title names the source.
+    other = dataclasses.replace(back, source="file:/x.npy", reason="")
+    write_motion(tmp_path / "f.npz", other)
+    assert read_motion(tmp_path / "f.npz").reason == ""
+    assert preview_title("p", other) == "p: file"
+
+
+def test_motion_file_without_reason_still_reads(tmp_path):
+    """Files written before the reason was stored read back (same format version), reason ''."""
+    from latentman.motion.preview import preview_title
+
+    motion = make_motion(row("a dancer spinning", frames=4, seed=3), CONFIG)
+    write_motion(tmp_path / "new.npz", motion)
+    with np.load(tmp_path / "new.npz") as data:
+        arrays = {k: data[k] for k in data.files if k != "reason"}
+    write_npz(tmp_path / "old.npz", arrays)
+    old = read_motion(tmp_path / "old.npz")
+    assert old.reason == "" and old.source == "builtin:turn"
+    np.testing.assert_array_equal(old.joints, motion.joints)
+    assert preview_title("p", old) == "p: turn (verb form 'spinning')"  # worked out again from the text
+    old.text = "levitating"  # text that no longer chooses it: the title just names the motion
+    assert preview_title("p", old) == "p: turn"

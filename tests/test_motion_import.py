@@ -78,6 +78,52 @@ def test_amass_npz_z_up_resampled(tmp_path, width, rate_key):
     assert result.joints[:, 15, 1].min() > 1.2  # the head is up: the axes were converted
 
 
+def _z_up_amass(poses, transl, width):
+    """(F, 24, 3) Y-up SMPL poses and translation as an AMASS-style Z-up (poses (F, width), trans)."""
+    from scipy.spatial.transform import Rotation
+
+    to_z = Z_UP_TO_Y_UP.T
+    count = 24 if width == 72 else 22
+    out = np.zeros((len(poses), width))
+    out[:, : count * 3] = poses[:, :count].reshape(len(poses), -1)
+    out[:, :3] = (Rotation.from_matrix(to_z) * Rotation.from_rotvec(poses[:, 0])).as_rotvec()
+    return out, transl @ to_z.T
+
+
+def test_amass_body_does_not_depend_on_fingers(tmp_path):
+    """SMPL-H's finger values (left index first, poses[:, 66:72]) move nothing: SMPL's hands stay at rest."""
+    poses, transl, _ = walk_joints(61, fps=60.0)
+    body, transl = _z_up_amass(poses, transl, 156)
+    fingers = body.copy()
+    fingers[:, 66:] = np.random.default_rng(1).normal(0.0, 0.8, (61, 90))
+    results = []
+    for name, values in (("body", body), ("fingers", fingers)):
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, poses=values, trans=transl, mocap_framerate=np.array(60.0))
+        results.append(import_motion(path, 15, 20.0))
+    np.testing.assert_array_equal(results[0].poses, results[1].poses)
+    np.testing.assert_array_equal(results[0].joints, results[1].joints)
+    assert (results[1].poses[:, 22:] == 0).all()
+
+
+def test_amass_smpl_72_keeps_its_hand_joints(tmp_path):
+    """A plain SMPL file (72 values) has real hand joints 22-23: they are kept."""
+    poses, transl, _ = walk_joints(61, fps=60.0)
+    smpl, transl = _z_up_amass(poses, transl, 72)
+    smpl[:, 66:72] = 0.3
+    path = tmp_path / "smpl.npz"
+    np.savez(path, poses=smpl, trans=transl, mocap_framerate=np.array(60.0))
+    result = import_motion(path, 15, 20.0)
+    np.testing.assert_allclose(result.poses[:, 22:], 0.3, atol=1e-6)
+
+
+def test_amass_without_a_rate_names_both_keys(tmp_path):
+    path = tmp_path / "norate.npz"
+    np.savez(path, poses=np.zeros((30, 156)), trans=np.zeros((30, 3)))
+    with pytest.raises(LatentmanError, match="lacks 'mocap_framerate' or 'mocap_frame_rate'"):
+        import_motion(path, 10, 20.0)
+
+
 def test_plain_joint_arrays(tmp_path):
     _, _, joints = walk_joints(30)
     npy = tmp_path / "joints.npy"

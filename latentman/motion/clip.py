@@ -16,7 +16,9 @@ from latentman.skeleton import NUM_HML_JOINTS, forward_kinematics
 class Motion:
     """A motion clip: ``joints (F, 22, 3)`` (metres, Y up); optional SMPL ``poses (F, 24, 3)``, ``transl``.
 
-    ``transl`` is the pelvis position (``joints[:, 0]``).
+    ``transl`` is the pelvis position (``joints[:, 0]``). ``reason`` says why a built-in motion was chosen
+    for the text (:func:`latentman.motion.library.explain_motion`, e.g. "verb 'waves'"); empty for other
+    sources and for motion files written before it was stored.
     """
 
     joints: np.ndarray
@@ -26,6 +28,7 @@ class Motion:
     seed: int
     poses: np.ndarray | None = None
     transl: np.ndarray | None = None
+    reason: str = ""
 
     @property
     def num_frames(self) -> int:

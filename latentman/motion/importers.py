@@ -4,8 +4,12 @@ Formats (chosen from content, not only the extension):
 
 - MDM's ``results.npy``: a pickled dict with ``motion`` ``(N, 22, 3, T)`` (joint positions, Y up,
   20 fps), ``text``, ``lengths``; the first sample is used.
-- AMASS-style SMPL ``.npz``: ``poses`` ``(T, ≥72)`` axis-angle (SMPL/SMPL-H; the first 24 joints are
-  used, SMPL-H hand joints replace nothing), ``trans`` ``(T, 3)``, ``mocap_framerate``; Z up → Y up.
+- AMASS-style SMPL ``.npz``: ``poses`` axis-angle, ``trans`` ``(T, 3)``, and the rate as
+  ``mocap_framerate`` (AMASS SMPL-H) or ``mocap_frame_rate`` (AMASS SMPL-X); Z up → Y up. ``poses``
+  ``(T, 72)`` is SMPL: all 24 joints are used, 22–23 being its hands. Any other width ≥ 66 (SMPL-H 156 =
+  22 body + 15 + 15 finger joints; SMPL-X 165 = 22 body, jaw, two eyes, 15 + 15 finger joints) shares
+  only the 22 body joints ``poses[:, :66]`` with SMPL; SMPL's hand joints 22–23 are set to the identity
+  (rest). The fingers are not SMPL's hand joints: ``poses[:, 66:72]`` of SMPL-H is the left index finger.
 - plain joint arrays ``(T, 22, 3)`` (or ``(T, 24, 3)``): ``.npy``, or ``.npz`` with ``joints`` and an
   optional ``fps`` (default: the target fps). Metres, Y up.
 
@@ -153,13 +157,15 @@ def import_motion(path: str | Path, frames: int, fps: float, text: str = "", see
         rate_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in data), None)
         for key in ("trans", rate_key):
             if key not in data:
-                missing = key or "mocap_framerate"
-                raise _fail(path, f"AMASS-style file lacks '{missing}' (needs poses, trans, mocap_framerate)")
+                missing = key or "mocap_framerate' or 'mocap_frame_rate"
+                needs = "poses, trans, mocap_framerate or mocap_frame_rate"
+                raise _fail(path, f"AMASS-style file lacks '{missing}' (needs {needs})")
         poses = _finite(path, "poses", data["poses"])
         trans = _finite(path, "trans", data["trans"])
         rate = float(data[rate_key])
         if poses.ndim != 2 or poses.shape[1] < 66:
-            raise _fail(path, f"'poses' has shape {poses.shape}, expected (frames, 72) or (frames, 156)")
+            expected = "(frames, 72), (frames, 156) or (frames, 165)"
+            raise _fail(path, f"'poses' has shape {poses.shape}, expected {expected}")
         if trans.shape != (len(poses), 3):
             raise _fail(path, f"'trans' has shape {trans.shape}, expected ({len(poses)}, 3)")
         if not np.isfinite(rate) or rate <= 0:

@@ -61,11 +61,21 @@ def render_frames(joints: np.ndarray, size: int = 256, title: str = "") -> np.nd
 
 def preview_title(prompt_id: str, motion) -> str:
     """The preview's title: the prompt and where its motion came from; for a built-in motion, which one
-    and the word that chose it, so a surprising choice is seen before anything is rendered."""
+    and the word that chose it ("p1: wave (verb 'waves')"), so a surprising choice is seen before
+    anything is rendered. The word is the motion's stored ``reason``; a motion without one (a file
+    written before it was stored) has it worked out again from its text."""
     kind, _, name = motion.source.partition(":")
     if kind != "builtin":
         return f"{prompt_id}: {kind}"
-    from latentman.motion.library import explain_motion
+    why = getattr(motion, "reason", "")
+    if not why:
+        from latentman.errors import LatentmanError
+        from latentman.motion.library import explain_motion
 
-    chosen, why = explain_motion(motion.text)
-    return f"{prompt_id}: {name} ({why.split(' (also')[0]})" if chosen == name else f"{prompt_id}: {name}"
+        try:
+            chosen, why = explain_motion(motion.text)
+        except LatentmanError:
+            chosen = ""
+        if chosen != name:
+            return f"{prompt_id}: {name}"
+    return f"{prompt_id}: {name} ({why.split(' (also')[0]})"

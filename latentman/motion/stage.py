@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,8 @@ def make_motion(row: Mapping[str, Any], config: Mapping[str, Any]) -> Motion:
     """The motion of one prompt row: its motion_file if set, else MDM if ``models.mdm`` is set, else built-in.
 
     ``row`` has the prompts.tsv columns (motion, frames, seed, motion_file); ``config`` has the validated
-    ``motion`` section and, optionally, ``models`` (``mdm`` and its files).
+    ``motion`` section and, optionally, ``models`` (``mdm`` and its files). A built-in motion carries in
+    ``reason`` why the text chose it (logged too; stored in the motion file, shown in the preview title).
     """
     frames = motion_frames(row["frames"], config)
     fps = float(config["motion"]["fps"])
@@ -35,4 +37,5 @@ def make_motion(row: Mapping[str, Any], config: Mapping[str, Any]) -> Motion:
     name, why = library.explain_motion(text)
     log.info("motion text %r: built-in motion %r, chosen by the %s", text, name, why)
     poses, transl = library.generate(name, frames, fps, seed)
-    return from_smpl(poses, transl, fps, text, f"builtin:{name}", seed)
+    motion = from_smpl(poses, transl, fps, text, f"builtin:{name}", seed)
+    return dataclasses.replace(motion, reason=why)

@@ -6,6 +6,9 @@ Output file layout (``.npz``, written atomically by :func:`write_motion`):
   the first frame at y = 0;
 - ``fps`` float; ``text`` str; ``source`` str (``builtin:<name>``, ``mdm:<checkpoint>``, ``file:<path>``);
   ``seed`` int; ``format`` = "motion"; ``format_version`` = ``FORMAT_VERSIONS["motion"]``;
+- ``reason`` str: why the built-in motion was chosen for the text ("verb 'waves' (also named: run)"),
+  empty for other sources. Optional for the reader: files written before it existed read as "" (same
+  format version);
 - optional ``poses`` ``(F, 24, 3)`` float32 axis-angle and ``transl`` ``(F, 3)`` float32 pelvis position,
   when the source has SMPL rotations (the body stage then skips fitting).
 
@@ -36,6 +39,7 @@ def write_motion(path: str | os.PathLike, motion: Motion) -> None:
         "text": np.str_(motion.text),
         "source": np.str_(motion.source),
         "seed": np.int64(motion.seed),
+        "reason": np.str_(motion.reason),
         "format": np.str_("motion"),
         "format_version": np.int64(FORMAT_VERSIONS["motion"]),
     }
@@ -100,4 +104,5 @@ def read_motion(path: str | os.PathLike) -> Motion:
         seed=int(arrays["seed"]),
         poses=poses,
         transl=transl,
+        reason=str(arrays.get("reason", "")),  # absent in files written before it was stored
     )
