@@ -32,7 +32,8 @@ from latentman.errors import IntermediateFileError, LatentmanError, OutputWriteE
 FORMAT_VERSIONS = {
     "motion": 1,
     # 2: every dataset carries the CRC-32 of its values, verified on read
-    "render": 2,
+    # 3: per-frame camera extrinsics (F, 4, 4) + camera mode, per-joint fit error /smpl/joint_error_mm
+    "render": 3,
     "correspondence": 2,
     "frames": 2,
     "eval": 1,

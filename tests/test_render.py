@@ -25,6 +25,7 @@ from latentman.render.backend import decode_face_colours, encode_face_colours, s
 from latentman.render.densepose import densepose_available
 from latentman.render.iuv import control_image, face_parts, surface_at_pixels
 from latentman.render.preview import colour_iuv
+from latentman.skeleton import JOINT_NAMES
 
 MOTION_CONFIG = {"motion": {"fps": 20, "frame_step": 2}}
 RENDER_CONFIG = {
@@ -34,7 +35,7 @@ RENDER_CONFIG = {
     "control_encoding": "near_bright",
     "min_body_pixels": 64,
     "max_fit_error_mm": 80.0,
-    "camera": {"yfov_deg": 60.0, "fill": 0.8, "elevation_deg": 5.0},
+    "camera": {"yfov_deg": 60.0, "fill": 0.8, "elevation_deg": 5.0, "mode": "auto", "auto_follow_below": 0.4},
 }
 
 
@@ -195,6 +196,10 @@ def test_render_file_contents(walk, body):
     assert data["iuv"].shape == (frames, size, size, 3) and data["iuv"].dtype == np.uint8
     assert data["face_id"].dtype == np.int32 and data["barycentric"].dtype == np.float16
     assert data["smpl"]["fit"] == "direct" and data["smpl"]["fit_error_mm"] == 0.0
+    assert data["smpl"]["joint_error_mm"].shape == (22,) and not data["smpl"]["joint_error_mm"].any()
+    # A short walk stays large under one camera: auto keeps it fixed, the same extrinsics every frame.
+    assert data["camera_mode"] == "fixed" and data["extrinsics"].shape == (frames, 4, 4)
+    assert (data["extrinsics"] == data["extrinsics"][:1]).all()
     assert data["smpl"]["body_pose"].shape == (frames, 69) and data["smpl"]["body"] == "builtin"
     assert data["rest_vertices"].shape == (body.num_vertices, 3)
     np.testing.assert_array_equal(data["faces"], body.faces)
@@ -323,6 +328,12 @@ def test_joint_only_motion_is_fitted(tmp_path):
     assert smpl["fit"] == "optimised"
     # The body's proportions differ from the motion skeleton's: a few centimetres at most.
     assert 0.0 < smpl["fit_error_mm"] < 60.0
+    # Every joint's error is stored; the landmarks the skeletons place differently are the worst.
+    errors = smpl["joint_error_mm"]
+    assert errors.shape == (22,) and errors.dtype == np.float32 and (errors > 0).all()
+    assert errors.mean() == pytest.approx(smpl["fit_error_mm"], rel=1e-4)
+    worst = {JOINT_NAMES[j] for j in np.argsort(-errors)[:5]}
+    assert "spine2" in worst and not worst & {"left_knee", "right_knee", "left_elbow", "right_elbow"}
 
 
 # --------------------------------------------------------------------------------------- errors
@@ -362,6 +373,14 @@ def test_missing_body_file_and_bad_resolution(tmp_path):
         ({"resolution": 100}, "render.resolution = 100 is not allowed: 100 is not a multiple of 64"),
         ({"backend": "vulkan"}, "render.backend = 'vulkan' is not allowed"),
         ({"camera": {**RENDER_CONFIG["camera"], "fill": 1.5}}, "render.camera.fill = 1.5 is not allowed"),
+        (
+            {"camera": {**RENDER_CONFIG["camera"], "mode": "orbit"}},
+            "render.camera.mode = 'orbit' is not allowed",
+        ),
+        (
+            {"camera": {**RENDER_CONFIG["camera"], "auto_follow_below": 0}},
+            "render.camera.auto_follow_below = 0 is not allowed",
+        ),
     ],
 )
 def test_bad_render_settings_stop_the_workflow_at_start(repo_root, change, message):
@@ -404,6 +423,11 @@ def test_reader_rejects_damaged_files(tmp_path, walk):
             read_render(broken)
     with pytest.raises(IntermediateFileError, match="rule 'render'"):
         read_render(tmp_path / "missing.h5")
+    shutil.copy(good, tmp_path / "mode.h5")
+    with h5py.File(tmp_path / "mode.h5", "a") as h5:
+        h5["camera"].attrs["mode"] = "orbit"
+    with pytest.raises(IntermediateFileError, match=r"mode\.h5: camera mode 'orbit' is neither"):
+        read_render(tmp_path / "mode.h5")
 
 
 def test_backend_choice_and_densepose_availability():
@@ -469,3 +493,95 @@ def test_body_coverage_names_the_smallest_frame():
         IntermediateFileError, match=r"x: the body covers 0 pixels in frame 1 \(2 of 3 frames"
     ):
         check_body_coverage(mask, 64, "x")
+
+
+# ------------------------------------------------------------------------------- follow camera
+def long_walk(body, frames=60, extra_speed=1.5):
+    """A 120-motion-frame walk (every 2nd frame kept) pushed forward ``extra_speed`` m/s faster than the
+    library's stride: about 17 m towards the camera in 6 s, as MDM's long walks travel."""
+    from latentman.motion import library
+    from latentman.motion.clip import from_smpl
+
+    poses, transl = library.generate("walk", 2 * frames - 1, 20.0, 5)
+    transl = transl.copy()
+    transl[:, 2] += extra_speed * np.arange(len(transl)) / 20.0
+    return from_smpl(poses, transl, 20.0, "a person walks forward", "test", 5)
+
+
+def posed(body, motion, step=2):
+    poses, transl = motion.poses[::step], motion.transl[::step]
+    vertices, _ = body.forward(
+        poses[:, 0], poses[:, 1:].reshape(len(poses), 69), body.transl_for_pelvis(transl)
+    )
+    return vertices.astype(np.float64), transl.astype(np.float64)
+
+
+def test_dolly_track_keeps_the_travel_and_drops_the_gait_sway():
+    from latentman.render.camera import dolly_track
+
+    t = np.arange(60) / 10.0
+    travel = np.stack([0.3 * t, 0.9 + 0.02 * np.sin(2 * np.pi * 1.8 * t), 2.9 * t], axis=1)
+    sway = np.array([0.03, 0.0, 0.01])[None] * np.sin(2 * np.pi * 0.9 * t)[:, None]  # one sway per stride
+    shift = dolly_track(travel + sway, fps=10.0)
+    assert (shift[:, 1] == 0).all()  # the camera height does not follow (a jump still rises)
+    expected = travel - travel.mean(axis=0)
+    expected[:, 1] = 0.0
+    # A straight walk is followed exactly; most of the sway stays on screen.
+    residual = np.abs(shift - expected)[:, (0, 2)]
+    assert residual.max() < 0.35 * np.abs(sway[:, (0, 2)]).max(axis=0).max()
+    np.testing.assert_allclose(dolly_track(travel, fps=10.0), expected, atol=1e-9)
+    assert not dolly_track(travel[:1], fps=10.0).any()
+
+
+def test_follow_camera_keeps_a_long_walk_large(body):
+    from latentman.render.camera import body_image_size, choose_camera
+
+    vertices, pelvis = posed(body, long_walk(body))
+    assert pelvis[-1, 2] - pelvis[0, 2] > 15.0
+    args = (vertices, 128, 60.0, 0.8, 5.0)
+    fixed, mode = choose_camera(*args, mode="fixed")
+    follow, _ = choose_camera(*args, mode="follow", track=pelvis, fps=10.0)
+    auto, auto_mode = choose_camera(*args, mode="auto", track=pelvis, fps=10.0)
+    assert (mode, auto_mode) == ("fixed", "follow") and not fixed.per_frame and follow.per_frame
+    np.testing.assert_array_equal(auto.extrinsics, follow.extrinsics)
+    # Body height in pixels in every frame: tiny at the far end under a fixed camera, large throughout
+    # under follow; the follow camera only translates (same orientation in every frame).
+    height = {}
+    for name, camera in (("fixed", fixed), ("follow", follow)):
+        uv, _ = camera.project(vertices)
+        height[name] = uv[..., 1].max(axis=1) - uv[..., 1].min(axis=1)
+        assert frames_out_of_view(vertices, camera) == []
+    assert height["fixed"].min() < 20 and height["follow"].min() > 70
+    assert body_image_size(vertices, follow).min() > 0.6
+    assert (follow.extrinsics[:, :3, :3] == fixed.extrinsics[None, :3, :3]).all()
+    # The shift is the per-frame translation of one camera: frame k sees p as frame 0 sees p - (c_k - c_0).
+    centres = np.stack([-r.T @ t for r, t in zip(follow.extrinsics[:, :3, :3], follow.extrinsics[:, :3, 3])])
+    assert centres[-1, 2] - centres[0, 2] > 14.0 and np.ptp(centres[:, 1]) < 1e-9
+    with pytest.raises(
+        ConfigError, match="render.camera.mode is 'orbit', expected one of fixed, follow, auto"
+    ):
+        choose_camera(*args, mode="orbit")
+
+
+def test_long_walk_render_follows_and_records_every_frames_camera(tmp_path, body):
+    """The workflow path: auto picks follow for a long walk, the body stays big in every rendered frame
+    and the render file holds each frame's camera."""
+    write_motion(tmp_path / "long.npz", long_walk(body))
+    row = prompt_row(frames=60)
+    config = {**RENDER_CONFIG, "resolution": 64, "min_body_pixels": 150}
+    paths = run_render(tmp_path, tmp_path / "long.npz", name="auto", config=config, row=row)
+    data = read_render(paths[0])
+    assert data["camera_mode"] == "follow" and data["extrinsics"].shape == (60, 4, 4)
+    rows = data["mask"].any(axis=2)
+    heights = np.array([np.ptp(np.flatnonzero(r)) + 1 for r in rows])
+    assert heights.min() >= 30  # of 64 pixels, in every frame
+    camera = Camera(data["intrinsics"], data["extrinsics"], 64, 64)
+    smpl = data["smpl"]
+    vertices, _ = body.forward(smpl["global_orient"], smpl["body_pose"], smpl["transl"])
+    uv, depth = camera.project(vertices)  # the stored per-frame cameras reproduce the rendered depth
+    assert frames_out_of_view(vertices, camera) == []
+    rows, cols = np.nonzero(data["mask"][-1])
+    np.testing.assert_allclose(depth[-1].min(), data["depth"][-1][rows, cols].min(), atol=0.02)
+    # Depth normalisation stays per video: the control image spans 64..255 over the whole clip.
+    fg = data["depth"] > 0
+    assert data["control"][fg].min() == 64 and data["control"][fg].max() == 255

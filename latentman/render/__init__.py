@@ -4,7 +4,14 @@
 plus a preview (control image | coloured IUV) as GIF and MP4; the steps are in latentman.render.stage.
 """
 
-from latentman.render.camera import Camera, check_in_view, frames_out_of_view, place_camera
+from latentman.render.camera import (
+    Camera,
+    check_in_view,
+    choose_camera,
+    follow_camera,
+    frames_out_of_view,
+    place_camera,
+)
 from latentman.render.frames import RenderedFrames, ground_offset, render_mesh_sequence
 from latentman.render.settings import RenderSettings
 from latentman.render.stage import render_prompt
@@ -15,6 +22,8 @@ __all__ = [
     "RenderSettings",
     "RenderedFrames",
     "check_in_view",
+    "choose_camera",
+    "follow_camera",
     "frames_out_of_view",
     "ground_offset",
     "place_camera",

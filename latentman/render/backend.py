@@ -120,7 +120,8 @@ def decode_face_colours(rgb: np.ndarray) -> np.ndarray:
 
 
 class FaceIndexRenderer:
-    """Renders the visible face at every pixel centre for one video (one OffscreenRenderer, one camera).
+    """Renders the visible face at every pixel centre for one video (one OffscreenRenderer, one camera,
+    fixed or moving).
 
     Use as a context manager so that the OpenGL context is released at the end.
     """
@@ -143,12 +144,17 @@ class FaceIndexRenderer:
         pyrender_camera = pyrender.IntrinsicsCamera(
             fx=k[0, 0], fy=k[1, 1], cx=k[0, 2], cy=k[1, 2], znear=max(near * 0.5, 1e-3), zfar=far * 2.0 + 1.0
         )
-        self._scene.add(pyrender_camera, pose=camera.pyrender_pose())
+        self._poses = camera.pyrender_pose()  # (4, 4), or (F, 4, 4) for a camera that moves
+        first = self._poses[0] if camera.per_frame else self._poses
+        self._camera_node = self._scene.add(pyrender_camera, pose=first)
         self._mesh_node = None
 
-    def render(self, vertices: np.ndarray) -> np.ndarray:
-        """Visible face index ``(H, W)`` int32 (-1 = background) of the mesh posed at ``vertices (V, 3)``."""
+    def render(self, vertices: np.ndarray, frame: int = 0) -> np.ndarray:
+        """Visible face index ``(H, W)`` int32 (-1 = background) of the mesh posed at ``vertices (V, 3)``,
+        seen from the camera of video frame ``frame``."""
         pyrender = self._pyrender
+        if self.camera.per_frame:
+            self._scene.set_pose(self._camera_node, self._poses[frame])
         positions = np.asarray(vertices, dtype=np.float32)[self.faces].reshape(-1, 3)
         primitive = pyrender.Primitive(
             positions=positions, color_0=self._colours, mode=pyrender.GLTF.TRIANGLES

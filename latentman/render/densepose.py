@@ -129,15 +129,19 @@ def shaded_frames(vertices: np.ndarray, faces: np.ndarray, camera, backend: str 
             znear=float(depth.min()) * 0.5,
             zfar=float(depth.max()) * 2,
         )
-        pose = camera.pyrender_pose()
-        scene.add(view, pose=pose)
-        scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=3.0), pose=pose)
+        poses = camera.pyrender_pose()
+        if not camera.per_frame:
+            poses = np.repeat(poses[None], len(vertices), axis=0)
+        view_node = scene.add(view, pose=poses[0])
+        light_node = scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=3.0), pose=poses[0])
         material = pyrender.MetallicRoughnessMaterial(
             baseColorFactor=[0.7, 0.7, 0.7, 1.0], metallicFactor=0.0
         )
         frames = []
         node = None
-        for posed in vertices:
+        for index, posed in enumerate(vertices):
+            scene.set_pose(view_node, poses[index])  # a follow camera moves, and its light with it
+            scene.set_pose(light_node, poses[index])
             mesh = pyrender.Mesh.from_trimesh(
                 trimesh.Trimesh(posed, faces, process=False), material=material, smooth=True
             )

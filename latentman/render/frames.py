@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from latentman.render.backend import FaceIndexRenderer
-from latentman.render.camera import Camera, check_in_view, place_camera
+from latentman.render.camera import Camera, check_in_view, choose_camera
 from latentman.render.iuv import control_image, face_parts, iuv_at_pixels, surface_at_pixels
 from latentman.render.settings import RenderSettings
 
@@ -24,9 +24,10 @@ class RenderedFrames:
     face_id: np.ndarray  # int32, -1 = background
     barycentric: np.ndarray  # float16
     mask: np.ndarray  # uint8 0/1
-    camera: Camera
+    camera: Camera  # extrinsics (4, 4), or (F, 4, 4) for a follow camera
     backend: str  # the PyOpenGL platform used: osmesa or egl
     seconds_per_frame: float
+    camera_mode: str = "fixed"  # the mode used: fixed or follow
 
 
 def ground_offset(vertices: np.ndarray) -> float:
@@ -42,19 +43,32 @@ def render_mesh_sequence(
     settings: RenderSettings,
     camera: Camera | None = None,
     source: str = "render",
+    track: np.ndarray | None = None,
+    fps: float = 20.0,
 ) -> RenderedFrames:
     """Render a posed mesh sequence ``vertices (F, V, 3)`` with per-vertex labels.
 
-    ``camera`` defaults to :func:`place_camera` with the settings; any camera that leaves part of the
-    body outside the image is an error naming the frames (``source`` names the clip).
+    ``camera`` defaults to :func:`latentman.render.camera.choose_camera` with the settings (a follow
+    camera moves with ``track (F, 3)``, the pelvis, default the vertex mean, smoothed at ``fps``); any
+    camera that leaves part of the body outside the image is an error naming the frames (``source``
+    names the clip).
     """
     from tqdm import tqdm
 
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
+    mode = "follow" if camera is not None and camera.per_frame else "fixed"
     if camera is None:
-        camera = place_camera(
-            vertices, settings.resolution, settings.yfov_deg, settings.fill, settings.elevation_deg
+        camera, mode = choose_camera(
+            vertices,
+            settings.resolution,
+            settings.yfov_deg,
+            settings.fill,
+            settings.elevation_deg,
+            settings.camera_mode,
+            settings.auto_follow_below,
+            track,
+            fps,
         )
     check_in_view(vertices, camera, source)
     frames, size = len(vertices), camera.height
@@ -68,7 +82,7 @@ def render_mesh_sequence(
     start = time.perf_counter()
     with FaceIndexRenderer(faces, camera, depth_range, settings.backend) as renderer:
         for k in tqdm(range(frames), desc=f"render {source}", unit="frame", disable=frames < 4):
-            face_id[k] = renderer.render(vertices[k])
+            face_id[k] = renderer.render(vertices[k], k)
             bary, frame_depth = surface_at_pixels(face_id[k], camera_vertices[k], faces, camera)
             depth[k] = frame_depth
             barycentric[k] = bary
@@ -85,4 +99,5 @@ def render_mesh_sequence(
         camera=camera,
         backend=backend,
         seconds_per_frame=elapsed,
+        camera_mode=mode,
     )

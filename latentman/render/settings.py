@@ -21,6 +21,11 @@ class RenderSettings:
     yfov_deg: float = 60.0
     fill: float = 0.8
     elevation_deg: float = 5.0
+    # fixed | follow | auto (latentman.render.camera.choose_camera). config.yaml ships auto; the default
+    # here is the camera from before the key existed, which the toy model's training renders
+    # (latentman.toy.dataset) were made with and must keep to stay reproducible.
+    camera_mode: str = "fixed"
+    auto_follow_below: float = 0.4
     min_body_pixels: int = 64
     max_fit_error_mm: float = 80.0
 
@@ -36,6 +41,9 @@ class RenderSettings:
             yfov_deg=float(camera["yfov_deg"]),
             fill=float(camera["fill"]),
             elevation_deg=float(camera["elevation_deg"]),
+            # Keys added later: a config written before them keeps working with the defaults.
+            camera_mode=str(camera.get("mode", cls.camera_mode)),
+            auto_follow_below=float(camera.get("auto_follow_below", cls.auto_follow_below)),
             min_body_pixels=int(render["min_body_pixels"]),
             max_fit_error_mm=float(render["max_fit_error_mm"]),
         )

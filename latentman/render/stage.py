@@ -3,8 +3,9 @@
 1. :func:`pose_clip`: SMPL parameters for every motion frame (latentman.body.fit: the motion's own
    rotations, or a fit to its joints), then every ``frame_step``-th frame, exactly ``frames`` of them;
    the mesh of those frames is lifted so that its lowest vertex over the whole clip is at y = 0.
-2. :func:`latentman.render.frames.render_mesh_sequence`: one fixed camera for the clip, one pyrender pass
-   per frame; depth, IUV, face ids, barycentrics and the control image follow exactly from it.
+2. :func:`latentman.render.frames.render_mesh_sequence`: one camera for the clip, fixed or following the
+   pelvis (``render.camera.mode``), one pyrender pass per frame; depth, IUV, face ids, barycentrics and
+   the control image follow exactly from it.
 3. :func:`render_record`: what the render file holds (layout: latentman.render.storage).
 """
 
@@ -21,6 +22,7 @@ from latentman.errors import IntermediateFileError
 from latentman.render.frames import RenderedFrames, ground_offset, render_mesh_sequence
 from latentman.render.settings import RenderSettings
 from latentman.render.storage import write_render
+from latentman.skeleton import JOINT_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,17 @@ def pose_clip(motion, body, keep: np.ndarray, source: str, max_fit_error_mm: flo
     from latentman.body.fit import fit_motion
 
     smpl = fit_motion(motion, body).take(keep)
-    log.info("%s: SMPL %s, mean joint error %.2f mm", source, smpl.method, smpl.fit_error_mm)
+    if smpl.method == "direct":
+        log.info("%s: SMPL direct (the motion's own rotations)", source)
+    else:
+        worst = np.argsort(-smpl.joint_error_mm)[:3]
+        log.info(
+            "%s: SMPL optimised, mean joint error %.1f mm (shared joints %.1f mm; worst %s)",
+            source,
+            smpl.fit_error_mm,
+            smpl.shared_error_mm,
+            ", ".join(f"{JOINT_NAMES[j]} {smpl.joint_error_mm[j]:.0f} mm" for j in worst),
+        )
     if not smpl.fit_error_mm <= max_fit_error_mm:
         raise IntermediateFileError(
             f"{source}: the body fits the motion's joints with a mean error of {smpl.fit_error_mm:.0f} mm "
@@ -86,10 +98,12 @@ def render_record(smpl, body, rendered: RenderedFrames, iuv: np.ndarray, setting
             "transl": smpl.transl,
             "betas": smpl.betas,
             "fit_error_mm": smpl.fit_error_mm,
+            "joint_error_mm": smpl.joint_error_mm,
             "fit": smpl.method,
             "body": body.name,
         },
         "camera": rendered.camera,
+        "camera_mode": rendered.camera_mode,
         "depth": rendered.depth,
         "control": rendered.control,
         "control_encoding": settings.control_encoding,
@@ -132,8 +146,20 @@ def render_prompt(
     keep = video_frames(motion.num_frames, int(frames), int(frame_step), str(motion_path), prompt)
     body = load_body(body_spec, densepose_uv=densepose_uv)
     smpl, vertices = pose_clip(motion, body, keep, str(motion_path), settings.max_fit_error_mm)
+    fps = float(motion.fps) / int(frame_step)
+    pelvis = smpl.transl.astype(np.float64) + body.rest_pelvis(smpl.betas)[None]
     rendered = render_mesh_sequence(
-        vertices, body.faces, body.vertex_part, body.vertex_uv, settings, source=str(motion_path)
+        vertices,
+        body.faces,
+        body.vertex_part,
+        body.vertex_uv,
+        settings,
+        source=str(motion_path),
+        track=pelvis,
+        fps=fps,
+    )
+    log.info(
+        "%s: camera %s (render.camera.mode = %s)", motion_path, rendered.camera_mode, settings.camera_mode
     )
     check_body_coverage(rendered.mask, settings.min_body_pixels, str(motion_path))
     iuv = rendered.iuv
@@ -142,7 +168,6 @@ def render_prompt(
 
         shaded = shaded_frames(vertices, body.faces, rendered.camera, settings.backend)
         iuv = densepose_iuv(shaded, densepose_model)
-    fps = float(motion.fps) / int(frame_step)
     attrs = {
         "fps": fps,
         "frame_step": int(frame_step),
@@ -163,6 +188,7 @@ def render_prompt(
         "frames": int(len(keep)),
         "fit": smpl.method,
         "fit_error_mm": round(smpl.fit_error_mm, 3),
+        "camera": rendered.camera_mode,
         "backend": rendered.backend,
         "seconds_per_frame": round(rendered.seconds_per_frame, 4),
     }

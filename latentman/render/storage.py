@@ -3,10 +3,12 @@
 Layout (every per-frame dataset chunked one frame at a time, gzip):
 
 - ``/smpl/{global_orient (F,3), body_pose (F,69), transl (F,3)}`` float32 (smplx convention, the
-  grounded mesh of the video frames), ``/smpl/betas (B,)``; attrs ``fit_error_mm``, ``fit``
-  ("direct" | "optimised"), ``body``;
-- ``/camera/intrinsics (3,3)``, ``/camera/extrinsics (4,4)`` world→camera, OpenCV axes
-  (latentman.render.camera); attrs ``resolution``, ``yfov_deg``, ``convention``;
+  grounded mesh of the video frames), ``/smpl/betas (B,)``, ``/smpl/joint_error_mm (22,)`` float32
+  (every joint's mean fit error over the motion's frames, zeros for "direct"); attrs ``fit_error_mm``
+  (their mean), ``fit`` ("direct" | "optimised"), ``body``;
+- ``/camera/intrinsics (3,3)``, ``/camera/extrinsics (F,4,4)`` world→camera of every video frame, OpenCV
+  axes (latentman.render.camera); attrs ``resolution``, ``yfov_deg``, ``mode`` ("fixed": the same
+  extrinsics in every frame, "follow": a dolly along the pelvis track), ``convention``;
 - ``/depth (F,H,W)`` float32 metres along the view axis, 0 = background;
 - ``/control (F,H,W)`` uint8 ControlNet depth image, attr ``encoding``;
 - ``/iuv (F,H,W,3)`` uint8: I part 0..24 (0 = background), U, V 0..255;
@@ -27,6 +29,7 @@ import numpy as np
 
 from latentman.errors import IntermediateFileError
 from latentman.io import atomic_h5, open_intermediate, read_h5_dataset, write_dataset
+from latentman.skeleton import NUM_HML_JOINTS
 
 FRAME_DATASETS = ("depth", "control", "iuv", "face_id", "barycentric", "mask")
 
@@ -35,26 +38,30 @@ def write_render(path: str | os.PathLike, data: Mapping[str, Any], attrs: Mappin
     """Write a render file atomically (a failure leaves no file at ``path``).
 
     ``data`` holds the arrays named in the module docstring, with keys ``smpl`` (a dict of the four
-    arrays plus ``fit_error_mm``, ``fit``, ``body``), ``camera`` (a :class:`Camera`), the six frame
-    datasets, ``control_encoding`` and ``mesh`` (a dict of the three arrays).
+    arrays plus ``joint_error_mm``, ``fit_error_mm``, ``fit``, ``body``), ``camera`` (a :class:`Camera`),
+    ``camera_mode``, the six frame datasets, ``control_encoding`` and ``mesh`` (a dict of the three arrays).
     """
     smpl = data["smpl"]
     camera = data["camera"]
+    frames = len(data["depth"])
     with atomic_h5(path, "render", attrs) as h5:
         group = h5.create_group("smpl")
         for name in ("global_orient", "body_pose", "transl"):
             write_dataset(group, name, np.asarray(smpl[name], dtype=np.float32))
         write_dataset(group, "betas", np.asarray(smpl["betas"], dtype=np.float32), per_frame=False)
+        joint_error = np.asarray(smpl["joint_error_mm"], dtype=np.float32)
+        write_dataset(group, "joint_error_mm", joint_error, per_frame=False, units="mm")
         group.attrs["fit_error_mm"] = float(smpl["fit_error_mm"])
         group.attrs["fit"] = str(smpl["fit"])
         group.attrs["body"] = str(smpl["body"])
         group = h5.create_group("camera")
         write_dataset(group, "intrinsics", camera.intrinsics.astype(np.float64), per_frame=False)
-        write_dataset(group, "extrinsics", camera.extrinsics.astype(np.float64), per_frame=False)
+        write_dataset(group, "extrinsics", camera.frame_extrinsics(frames), per_frame=False)
         group.attrs["resolution"] = int(camera.height)
         group.attrs["yfov_deg"] = float(camera.yfov_deg)
+        group.attrs["mode"] = str(data["camera_mode"])
         group.attrs["convention"] = (
-            "extrinsics: world->camera, OpenCV axes (x right, y down, z forward); "
+            "extrinsics (F, 4, 4): world->camera of every frame, OpenCV axes (x right, y down, z forward); "
             "pixel (u, v) = (K X)[:2] / z, pixel (i, j) centre at (j + 0.5, i + 0.5)"
         )
         write_dataset(h5, "depth", np.asarray(data["depth"], dtype=np.float32), units="metres")
@@ -81,10 +88,11 @@ def read_render(path: str | os.PathLike, fields: Collection[str] = FIELDS) -> di
     """Read ``fields`` of a render file and run every check that applies to them.
 
     Fields: the frame datasets (``depth``, ``control``, ``iuv``, ``face_id``, ``barycentric``, ``mask``),
-    ``smpl`` (dict of arrays + ``fit_error_mm``, ``fit``, ``body``), ``camera`` (``intrinsics``,
-    ``extrinsics``, ``resolution``, ``yfov_deg``) and ``mesh`` (``rest_vertices``, ``faces``,
-    ``vertex_iuv``); the root ``attrs`` and ``control_encoding`` always come along. Frame datasets are
-    checked for shape (F, R, R[, C]) with R a multiple of 64, dtype and finiteness; cross-dataset checks
+    ``smpl`` (dict of arrays, ``joint_error_mm`` included, + ``fit_error_mm``, ``fit``, ``body``),
+    ``camera`` (``intrinsics``, ``extrinsics`` ``(F, 4, 4)``, ``resolution``, ``yfov_deg``,
+    ``camera_mode``) and ``mesh`` (``rest_vertices``, ``faces``, ``vertex_iuv``); the root ``attrs`` and
+    ``control_encoding`` always come along. Frame datasets are checked for shape (F, R, R[, C]) with R a
+    multiple of 64, dtype and finiteness; cross-dataset checks
     (index ranges, one foreground in face_id, mask and depth) run on the fields read.
 
     Raises:
@@ -115,7 +123,7 @@ def read_render(path: str | os.PathLike, fields: Collection[str] = FIELDS) -> di
         if "smpl" in fields:
             out["smpl"] = _read_smpl(h5, fmt, shape[0] if shape else None)
         if "camera" in fields:
-            out.update(_read_camera(h5, fmt, shape[1] if shape else None))
+            out.update(_read_camera(h5, fmt, shape[1] if shape else None, shape[0] if shape else None))
         if "mesh" in fields:
             vertices = read_h5_dataset(h5, "mesh/rest_vertices", fmt, shape=(None, 3), dtype=np.float32)
             out["rest_vertices"] = vertices
@@ -143,6 +151,9 @@ def _read_smpl(h5, fmt: str, frames: int | None) -> dict[str, Any]:
         "body_pose": read_h5_dataset(h5, "smpl/body_pose", fmt, shape=(frames, 69), dtype=np.float32),
         "transl": read_h5_dataset(h5, "smpl/transl", fmt, shape=(frames, 3), dtype=np.float32),
         "betas": read_h5_dataset(h5, "smpl/betas", fmt, shape=(None,), dtype=np.float32),
+        "joint_error_mm": read_h5_dataset(
+            h5, "smpl/joint_error_mm", fmt, shape=(NUM_HML_JOINTS,), dtype=np.float32
+        ),
     }
     for key in ("fit_error_mm", "fit", "body"):
         if key not in h5["smpl"].attrs:
@@ -153,13 +164,19 @@ def _read_smpl(h5, fmt: str, frames: int | None) -> dict[str, Any]:
     return smpl
 
 
-def _read_camera(h5, fmt: str, height: int | None) -> dict[str, Any]:
+def _read_camera(h5, fmt: str, height: int | None, frames: int | None) -> dict[str, Any]:
     camera = {
         "intrinsics": read_h5_dataset(h5, "camera/intrinsics", fmt, shape=(3, 3)),
-        "extrinsics": read_h5_dataset(h5, "camera/extrinsics", fmt, shape=(4, 4)),
+        "extrinsics": read_h5_dataset(h5, "camera/extrinsics", fmt, shape=(frames, 4, 4)),
         "resolution": int(h5["camera"].attrs.get("resolution", -1)),
         "yfov_deg": float(h5["camera"].attrs.get("yfov_deg", np.nan)),
+        "camera_mode": _plain(h5["camera"].attrs.get("mode", "")),
     }
+    if camera["camera_mode"] not in ("fixed", "follow"):
+        raise IntermediateFileError(
+            f"{h5.filename}: camera mode {camera['camera_mode']!r} is neither 'fixed' nor 'follow'; "
+            "rerun rule 'render'"
+        )
     if height is not None and camera["resolution"] != height:
         raise IntermediateFileError(
             f"{h5.filename}: camera resolution {camera['resolution']} does not match the {height}² frames; "
