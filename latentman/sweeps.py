@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from latentman.config import deep_merge
+from latentman.config import deep_merge, resolve_variant
 from latentman.errors import ConfigError
 
 
@@ -119,3 +119,31 @@ def sweep_prompts(sweep: Mapping, all_prompts: list[str], sweep_name: str = "swe
             f"(prompt table ids: {', '.join(all_prompts)})"
         )
     return list(prompts)
+
+
+def generation_key(settings: Mapping) -> str:
+    """What a video depends on among a variant's resolved settings (:func:`latentman.config.resolve_variant`):
+    everything but the name. ``method: latentman`` counts as ``t2v_zero``: resolve_variant has already
+    switched SLA and PWG on, and generation branches on ``method == "masactrl"`` only."""
+    key = {name: value for name, value in settings.items() if name != "name"}
+    if key.get("method") == "latentman":
+        key["method"] = "t2v_zero"
+    return _canonical(key)
+
+
+def shared_results(config: Mapping) -> dict[str, str]:
+    """{variant: the variant whose video it reuses} for every variant whose resolved settings equal an
+    earlier variant's; variants not in the map are computed under their own name.
+
+    "Earlier" is run_variants first (the default run builds them anyway), then ``config["variants"]`` in
+    order (sweep variants after the named ones, as :func:`register_sweeps` adds them). Videos depend on
+    the settings and the prompt row only, so two equal variants give the same video for every prompt.
+    """
+    order = list(dict.fromkeys([*config["run_variants"], *config["variants"]]))
+    first: dict[str, str] = {}
+    shared: dict[str, str] = {}
+    for name in order:
+        canonical = first.setdefault(generation_key(resolve_variant(config, name)), name)
+        if canonical != name:
+            shared[name] = canonical
+    return shared
