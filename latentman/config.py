@@ -182,6 +182,12 @@ def check_variant_settings(settings: Mapping, where: str) -> None:
             f"{where}.t2v_zero.delta_t = {dynamics['delta_t']} is outside the schedule: motion dynamics "
             f"denoises delta_t of the {steps} steps (allowed 0..{steps - 1})"
         )
+    windows = settings["animatediff"]
+    if settings["method"] == "animatediff" and windows["context_stride"] > windows["context_length"]:
+        raise ConfigError(
+            f"{where}.animatediff.context_stride = {windows['context_stride']} is longer than context_length "
+            f"= {windows['context_length']}: frames between the motion windows would be left out"
+        )
     masactrl = settings["masactrl"]
     if settings["method"] == "masactrl" and masactrl["start_step"] >= steps:
         raise ConfigError(
@@ -209,8 +215,27 @@ def validate_config(config: Mapping, source: str = "config") -> dict:
     for name in config["variants"]:
         # sweep variants are named "sweep.fragment...": quote names with dots so the key path stays readable
         label = f"variants[{name!r}]" if "." in name else f"variants.{name}"
-        check_variant_settings(resolve_variant(config, name), f"{source}: {label}")
+        settings = resolve_variant(config, name)
+        check_variant_settings(settings, f"{source}: {label}")
+        if settings["method"] == "animatediff":
+            _check_animatediff_variant(config, config["variants"][name] or {}, f"{source}: {label}")
     return dict(config)
+
+
+def _check_animatediff_variant(config: Mapping, overrides: Mapping, where: str) -> None:
+    """An AnimateDiff variant needs an adapter, and denoises the whole video at once (no chunks)."""
+    if not config["models"].get("motion_adapter"):
+        raise ConfigError(
+            f"{where}: method animatediff needs models.motion_adapter (null now): a diffusers MotionAdapter "
+            "folder (guoyww/animatediff-motion-adapter-v1-5-2 for SD1.5), or embedded:tiny with the tiny "
+            "models"
+        )
+    if "chunk_size" in overrides:
+        raise ConfigError(
+            f"{where}.chunk_size = {overrides['chunk_size']} has no effect with method animatediff: its "
+            "motion modules attend across all frames, so the whole video is denoised in one batch (long "
+            "videos use animatediff.context_length windows); remove chunk_size from this variant"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,6 +331,10 @@ def load_prompts(path: str | os.PathLike) -> pd.DataFrame:
 
 #: CLIP's context is 77 tokens including the start and end tokens.
 CLIP_TOKEN_LIMIT = 75
+#: Longer prompts are encoded in chunks of 75 tokens (generation pipeline); at most this many, i.e.
+#: 225 tokens: a sane bound on the cross-attention length (three CLIP contexts).
+MAX_PROMPT_CHUNKS = 3
+PROMPT_TOKEN_LIMIT = CLIP_TOKEN_LIMIT * MAX_PROMPT_CHUNKS
 
 
 def minimum_clip_tokens(text: str) -> int:
@@ -321,7 +350,10 @@ def prompt_tokenizer(config: Mapping):
         return None
     from latentman.models.registry import resolve_path
 
-    folder = resolve_path(value, "stable_diffusion", "results/models") / "tokenizer"
+    try:
+        folder = resolve_path(value, "stable_diffusion", "results/models") / "tokenizer"
+    except LatentmanError:  # a repo id not in the Hugging Face cache: check_model_files says so
+        return None
     if not (folder / "vocab.json").is_file() or not (folder / "merges.txt").is_file():
         return None  # a missing model is reported, with where to get it, when it is loaded
     from transformers import CLIPTokenizer
@@ -336,7 +368,8 @@ def count_clip_tokens(text: str, tokenizer=None) -> tuple[int, bool]:
     """(tokens without start/end, exact?): the tokenizer's count, or :func:`minimum_clip_tokens`."""
     if tokenizer is None:
         return minimum_clip_tokens(text), False
-    return len(tokenizer(text, add_special_tokens=False).input_ids), True
+    # verbose=False: transformers' "sequence longer than 77" warning is for inputs fed whole, not chunked
+    return len(tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids), True
 
 
 def _check_toy_prompt(text: str, where: str) -> None:
@@ -369,6 +402,9 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
     mdm = config["models"]["mdm"]
     defaults = config["generation"]["defaults"]
     tokenizer = prompt_tokenizer(config)
+    # chunk width: 75 for CLIP; the model's own context when smaller (the toy model reads 24 = 22 + 2)
+    width = min(getattr(tokenizer, "model_max_length", 77), 77) - 2
+    limit = width * MAX_PROMPT_CHUNKS
     for prompt_id, row in prompts.iterrows():
         if not row["motion_file"] and not mdm:
             # the built-in library must know the motion: say so now, not in a job minutes later
@@ -386,11 +422,11 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
             ("negative prompt", str(negative)),
         ):
             tokens, exact = count_clip_tokens(text, tokenizer)
-            if tokens > CLIP_TOKEN_LIMIT:
+            if tokens > limit:
                 raise ConfigError(
                     f"{source}: id {prompt_id!r}: the {what} is {'' if exact else 'at least '}{tokens} "
-                    f"tokens; the text encoder reads 77 ({CLIP_TOKEN_LIMIT} + start and end) and would "
-                    "drop the rest: shorten it"
+                    f"tokens; prompts are encoded in at most {MAX_PROMPT_CHUNKS} chunks of {width} "
+                    f"({limit} tokens) and the rest would be dropped: shorten it"
                 )
     step = config["motion"]["frame_step"]
     fps = config["motion"]["fps"]

@@ -1,5 +1,7 @@
 # Shared by every rule: config and prompt-table validation (before any job runs), the path of
 # every file in the workflow, wildcard constraints and input functions.
+import difflib
+import os
 import sys
 
 from latentman.config import (
@@ -9,15 +11,30 @@ from latentman.config import (
     validate_prompts_against_config,
 )
 from latentman.errors import ConfigError, LatentmanError
-from latentman.models import TOY_DIR, check_model_files
+from latentman.models import TOY_DIR, check_model_files, check_motion_adapter_files
 from latentman.render.densepose import densepose_available
-from latentman.sweeps import register_sweeps, select_sweep, sweep_prompts
+from latentman.sweeps import (
+    register_sweeps,
+    select_sweep,
+    shared_results,
+    sweep_prompts,
+)
 
 
-def _stop(message):
-    # One clear line instead of a traceback; no job has started yet.
-    sys.stderr.write(f"latentman config error: {message}\n")
+def _stop(message, kind="config"):
+    # One clear line instead of a traceback; no job has started yet. Also called from input functions
+    # (a target path naming an unknown prompt, variant or sweep): Snakemake wraps an Exception raised
+    # there in a multi-line InputFunctionException, but lets SystemExit through, and the DAG is built
+    # before the working directory is locked, so nothing is left behind.
+    sys.stderr.write(f"latentman {kind} error: {message}\n")
     raise SystemExit(1)
+
+
+def _names(requested, valid):
+    """'did you mean ...; ' for a close match, then every valid name."""
+    close = difflib.get_close_matches(requested, valid, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}valid: {', '.join(valid)}"
 
 
 try:
@@ -28,6 +45,7 @@ try:
     if config.get("sweep") is not None:
         select_sweep(SWEEPS, config["sweep"])  # an unknown --config sweep=NAME
     check_model_files(config["models"])
+    check_motion_adapter_files(config["models"])
     if config["render"]["iuv"] == "densepose":
         usable, reason = densepose_available(config["models"].get("densepose"))
         if not usable:
@@ -36,6 +54,8 @@ try:
             )
     PROMPTS = load_prompts(config["prompts"])
     validate_prompts_against_config(PROMPTS, config, source=config["prompts"])
+    # variant -> the earlier variant with equal settings whose video it reuses (computed once)
+    SHARED = shared_results(config)
 except LatentmanError as error:
     _stop(error)
 
@@ -59,13 +79,22 @@ def benchmark_path(rule_name, pattern):
     return f"{RESULTS}/benchmarks/{rule_name}/{pattern}.tsv"
 
 
+# prompt and variant take any name the schemas allow (not only the defined ones), so a target path with
+# a misspelt id reaches an input function that names the valid ids, not a bare MissingRuleException.
 wildcard_constraints:
-    prompt="|".join(PROMPT_IDS),
+    prompt="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    variant="[A-Za-z0-9][A-Za-z0-9_.+-]*",
     reference="prev_new|prev|first",
 
 
 # ---------------------------------------------------------------------------- helpers
 def prompt_row(prompt):
+    if prompt not in PROMPTS.index:
+        _stop(
+            f"unknown prompt id {prompt!r} in a target path (prompt table {config['prompts']}; "
+            f"{_names(prompt, PROMPT_IDS)})",
+            kind="target",
+        )
     return PROMPTS.loc[prompt].to_dict()
 
 
@@ -73,7 +102,7 @@ def prompt_row(prompt):
 # Each rule's params carry exactly the values its stage reads, so an edit reruns only what depends on
 # it: new appearance text reruns generation, not the motion, render and correspondences it reuses.
 MDM_KEYS = ("mdm", "mdm_clip", "mdm_stats")
-GENERATION_MODEL_KEYS = ("stable_diffusion", "controlnet_depth")
+GENERATION_MODEL_KEYS = ("stable_diffusion", "controlnet_depth", "motion_adapter")
 
 
 def motion_inputs(wildcards):
@@ -130,7 +159,7 @@ def generation_request(wildcards):
 
 
 def generation_models():
-    return {key: config["models"][key] for key in GENERATION_MODEL_KEYS}
+    return {key: config["models"].get(key) for key in GENERATION_MODEL_KEYS}
 
 
 def generate_inputs(wildcards):
@@ -152,7 +181,25 @@ def generate_inputs(wildcards):
 
 
 def variant_settings(variant):
+    if variant not in config["variants"]:
+        _stop(
+            f"unknown variant {variant!r} in a target path ({_names(variant, list(config['variants']))})",
+            kind="target",
+        )
     return resolve_variant(config, variant)
+
+
+def canonical_variant(variant):
+    """The variant whose video this one reuses: itself unless an earlier variant has equal settings."""
+    variant_settings(variant)  # an unknown name: one line
+    return SHARED.get(variant, variant)
+
+
+def evaluation_frames(wildcards):
+    """frames.h5 that the evaluation of prompt x variant reads: the canonical variant's video."""
+    return FRAMES.format(
+        prompt=wildcards.prompt, variant=canonical_variant(wildcards.variant)
+    )
 
 
 def correspondence_references():
@@ -176,9 +223,10 @@ def all_targets():
         for reference in correspondence_references():
             targets += [CORRESPONDENCE.format(prompt=prompt, reference=reference)]
         targets += [f"{RESULTS}/correspondence/{prompt}/preview.png"]
-    # generate: frames.h5 + videos of every run variant for every prompt
+    # generate: frames.h5 + videos of every run variant for every prompt (a run variant equal to an
+    # earlier one is not generated again: its evaluation reads the earlier one's frames)
     for prompt in PROMPT_IDS:
-        for variant in config["run_variants"]:
+        for variant in [v for v in config["run_variants"] if v not in SHARED]:
             targets += [FRAMES.format(prompt=prompt, variant=variant)]
             targets += [
                 f"{RESULTS}/videos/{prompt}/{variant}/video.{ext}"
@@ -201,6 +249,12 @@ def sweep_members(sweep):
     """(variant names, variant -> group, prompt ids) of a sweep; "default" = run_variants on every prompt."""
     if sweep == "default" and sweep not in SWEEPS:
         return list(config["run_variants"]), {}, PROMPT_IDS
+    if sweep not in SWEEPS:
+        _stop(
+            f"unknown sweep {sweep!r} in a target path (sweeps: default (run_variants), "
+            f"{', '.join(SWEEPS) or 'none'})",
+            kind="target",
+        )
     variants = select_sweep(SWEEPS, sweep)
     prompts = sweep_prompts(config["sweeps"][sweep], PROMPT_IDS, sweep)
     return [v.name for v in variants], {v.name: v.group for v in variants}, prompts
@@ -219,7 +273,7 @@ def sweep_contact_frames(wildcards):
         firsts.setdefault(groups.get(variant, variant), variant)
     # input keys must be identifiers; params.contact_groups gives the group of frames_{k}
     return {
-        f"frames_{k}": FRAMES.format(prompt=prompts[0], variant=v)
+        f"frames_{k}": FRAMES.format(prompt=prompts[0], variant=canonical_variant(v))
         for k, v in enumerate(firsts.values())
     }
 
@@ -237,17 +291,95 @@ def plot_inputs(wildcards):
 
 
 def sweep_targets(sweep):
-    return [TABLE.format(sweep=sweep) + ext for ext in (".csv", ".md")] + [
-        f"{PLOTS.format(sweep=sweep)}/{name}.png"
-        for name in ("h_mse_per_pair", "h_mse_bars", "contact_sheet")
-    ]
+    # gallery_targets (below): the report's pages of the sweep
+    return (
+        [TABLE.format(sweep=sweep) + ext for ext in (".csv", ".md")]
+        + [
+            f"{PLOTS.format(sweep=sweep)}/{name}.png"
+            for name in ("h_mse_per_pair", "h_mse_bars", "contact_sheet")
+        ]
+        + gallery_targets(sweep)
+    )
 
 
 def requested_sweep(wildcards):
     name = config.get("sweep")
     if name is None:
-        raise ConfigError(
+        _stop(
             "the sweep target needs a sweep name: snakemake --cores all sweep --config sweep=NAME "
-            f"(defined sweeps: {', '.join(sorted(SWEEPS)) or 'none'})"
+            f"(defined sweeps: {', '.join(sorted(SWEEPS)) or 'none'}; list them with `latentman sweeps`)"
         )
     return sweep_targets(name)
+
+
+# ---------------------------------------------------------------------------- gallery (report.smk)
+# The report's pages of a sweep: a summary page and one page per prompt (latentman.metrics.gallery).
+GALLERY = f"{RESULTS}/gallery/{{sweep}}"
+CAPTIONS = ("table", "h_mse_per_pair", "h_mse_bars", "contact_sheet")
+
+
+def _existing(paths):
+    """With --config partial=true only the files there now: the gallery then shows whatever has finished
+    and names the rest, instead of asking for (and building) every missing video."""
+    if config.get("partial") in (True, "true"):
+        return [path for path in paths if os.path.isfile(path)]
+    return list(paths)
+
+
+def gallery_videos(sweep, prompt):
+    """[variant, frames.h5, eval JSON, video.mp4] of every variant of the sweep for one prompt; a variant
+    equal to an earlier one shows that one's video (it was generated once)."""
+    variants = sweep_members(sweep)[0]
+    return [
+        [
+            variant,
+            FRAMES.format(prompt=prompt, variant=canonical_variant(variant)),
+            EVALUATION.format(prompt=prompt, variant=variant),
+            f"{RESULTS}/videos/{prompt}/{canonical_variant(variant)}/video.mp4",
+        ]
+        for variant in variants
+    ]
+
+
+def gallery_previews(prompt):
+    return {
+        "motion": f"{RESULTS}/motion/{prompt}.gif",
+        "render": f"{RESULTS}/render/{prompt}.gif",
+        "correspondence": f"{RESULTS}/correspondence/{prompt}/preview.png",
+    }
+
+
+def gallery_targets(sweep):
+    """The summary page and one page per prompt of a sweep."""
+    prompts = sweep_members(sweep)[2]
+    return [GALLERY.format(sweep=sweep) + ".html"] + [
+        f"{GALLERY.format(sweep=sweep)}/{prompt}.html" for prompt in prompts
+    ]
+
+
+def gallery_prompt_inputs(wildcards):
+    videos = gallery_videos(wildcards.sweep, wildcards.prompt)
+    return {
+        "frames": _existing(dict.fromkeys(v[1] for v in videos)),
+        "evaluations": _existing(v[2] for v in videos),
+        "previews": _existing(gallery_previews(wildcards.prompt).values()),
+        "captions": [
+            f"{workflow.basedir}/report/{name}.rst"
+            for name in ("motion", "render", "correspondence")
+        ],
+    }
+
+
+def gallery_summary_videos(sweep):
+    return {prompt: gallery_videos(sweep, prompt) for prompt in sweep_members(sweep)[2]}
+
+
+def gallery_summary_inputs(wildcards):
+    videos = gallery_summary_videos(wildcards.sweep)
+    contact = videos[sweep_members(wildcards.sweep)[2][0]]
+    return {
+        "evaluations": _existing(v[2] for entries in videos.values() for v in entries),
+        "frames": _existing(dict.fromkeys(v[1] for v in contact)),
+        # the captions are read into the page: an edit rebuilds it
+        "captions": [f"{workflow.basedir}/report/{name}.rst" for name in CAPTIONS],
+    }

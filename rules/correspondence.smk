@@ -30,12 +30,8 @@ rule correspondence_preview:
         render=RENDER,
         correspondence=CORRESPONDENCE.replace("{reference}", "prev"),
     output:
-        preview=report(
-            f"{RESULTS}/correspondence/{{prompt}}/preview.png",
-            caption="../report/correspondence.rst",
-            category="Correspondences",
-            labels={"prompt": "{prompt}", "file": "preview"},
-        ),
+        # shown in the report on the gallery page of the prompt (rules/report.smk)
+        preview=f"{RESULTS}/correspondence/{{prompt}}/preview.png",
     log:
         log_path("correspondence_preview", "{prompt}"),
     benchmark:

@@ -5,7 +5,8 @@
 rule evaluate:
     """H_MSE (paper Eq. 9 and the official code's), optional CLIP score, time and memory of one video."""
     input:
-        frames=FRAMES,
+        # a variant equal to an earlier one reads that one's video (rules/common.smk, SHARED)
+        frames=evaluation_frames,
         correspondence=CORRESPONDENCE.format(prompt="{prompt}", reference="prev"),
     output:
         EVALUATION,

@@ -1,4 +1,5 @@
-# Generation stage: render + cached correspondences + variant settings -> frames.h5, video.mp4, video.gif.
+# Generation stage: render + cached correspondences + variant settings -> frames.h5; encode_video turns
+# frames.h5 into the labelled video.mp4 and video.gif (its own rule: a new frame rate never re-denoises).
 # The tiny random-weight models of `embedded:tiny` are built once by rule embedded_models.
 rule embedded_models:
     """Build the tiny random-weight models of embedded:tiny once (diffusers folders)."""
@@ -18,23 +19,11 @@ rule embedded_models:
 
 
 rule generate:
-    """Generate one video (prompt x variant): frames.h5 plus mp4 and gif."""
+    """Generate one video (prompt x variant): the frames and their provenance in frames.h5."""
     input:
         unpack(generate_inputs),
     output:
         frames=FRAMES,
-        mp4=report(
-            f"{RESULTS}/videos/{{prompt}}/{{variant}}/video.mp4",
-            caption="../report/generate.rst",
-            category="Videos",
-            subcategory="{variant}",
-            labels={
-                "prompt": "{prompt}",
-                "variant": "{variant}",
-                "file": "video (MP4)",
-            },
-        ),
-        gif=f"{RESULTS}/videos/{{prompt}}/{{variant}}/video.gif",
     log:
         log_path("generate", "{prompt}/{variant}"),
     benchmark:
@@ -51,6 +40,27 @@ rule generate:
         models=generation_models(),
         models_dir=MODELS,
         device=config["device"],
-        fps=config["generation"]["video_fps"],
     script:
         "../workflow_scripts/generate.py"
+
+
+rule encode_video:
+    """Encode one generated video's frames.h5 as MP4 and GIF, the variant and prompt written on every frame."""
+    input:
+        frames=FRAMES,
+    output:
+        mp4=f"{RESULTS}/videos/{{prompt}}/{{variant}}/video.mp4",
+        gif=f"{RESULTS}/videos/{{prompt}}/{{variant}}/video.gif",
+    log:
+        log_path("encode_video", "{prompt}/{variant}"),
+    benchmark:
+        benchmark_path("encode_video", "{prompt}/{variant}")
+    conda:
+        "../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        fps=config["generation"]["video_fps"],
+    script:
+        "../workflow_scripts/encode_video.py"

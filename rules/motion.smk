@@ -6,12 +6,8 @@ rule motion:
         unpack(motion_inputs),
     output:
         motion=MOTION,
-        gif=report(
-            f"{RESULTS}/motion/{{prompt}}.gif",
-            caption="../report/motion.rst",
-            category="Motion",
-            labels={"prompt": "{prompt}", "file": "preview (GIF)"},
-        ),
+        # shown in the report on the gallery page of the prompt (rules/report.smk)
+        gif=f"{RESULTS}/motion/{{prompt}}.gif",
         mp4=f"{RESULTS}/motion/{{prompt}}.mp4",
     log:
         log_path("motion", "{prompt}"),

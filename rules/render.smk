@@ -7,12 +7,8 @@ rule render:
         motion=MOTION,
     output:
         render=RENDER,
-        gif=report(
-            f"{RESULTS}/render/{{prompt}}.gif",
-            caption="../report/render.rst",
-            category="Render",
-            labels={"prompt": "{prompt}", "file": "control | IUV (GIF)"},
-        ),
+        # shown in the report on the gallery page of the prompt (rules/report.smk)
+        gif=f"{RESULTS}/render/{{prompt}}.gif",
         mp4=f"{RESULTS}/render/{{prompt}}.mp4",
     log:
         log_path("render", "{prompt}"),

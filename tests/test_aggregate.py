@@ -7,7 +7,14 @@ import pytest
 from latentman.errors import IntermediateFileError
 from latentman.io import write_json
 from latentman.metrics.aggregate import aggregate, write_table
-from latentman.metrics.plots import contact_sheet, plot_bars, plot_per_pair
+from latentman.metrics.plots import (
+    bars_figure,
+    contact_sheet,
+    contact_sheet_figure,
+    per_pair_figure,
+    plot_bars,
+    plot_per_pair,
+)
 from latentman.metrics.storage import read_evaluation
 
 
@@ -51,18 +58,21 @@ def test_table_numbers(records, tmp_path):
     base, full, masa = (table.iloc[k] for k in range(3))
     assert base.videos == 3 and base.h_mse_mean == pytest.approx(110.0)
     assert base.h_mse_std == pytest.approx(np.std([100, 120, 110]))
-    assert base.h_mse_rel_change_pct == pytest.approx(0.0)
+    assert pd.isna(base.h_mse_rel_change_pct)  # the baseline has no change against itself
     assert full.backbone == "t2v_zero" and full.sla and full.pwg
     assert full.h_mse_mean == pytest.approx(75.0) and full.h_mse_std == pytest.approx(5.0)
     assert full.h_mse_rel_change_pct == pytest.approx(100 * (75 - 110) / 110)
     assert full.h_mse_official_mean == pytest.approx(65.0)
     assert full.seconds_per_video == pytest.approx(50.0) and full.peak_memory_mb == pytest.approx(3200.0)
-    assert masa.backbone == "masactrl" and masa.h_mse_rel_change_pct == pytest.approx(0.0)
+    assert masa.backbone == "masactrl" and pd.isna(masa.h_mse_rel_change_pct)
     write_table(table, tmp_path / "t.csv", tmp_path / "t.md", title="Sweep test")
     back = pd.read_csv(tmp_path / "t.csv")
     assert back["h_mse_mean"].tolist() == pytest.approx([110.0, 75.0, 50.0])
+    assert back["h_mse_rel_change_pct"].isna().tolist() == [True, False, True]  # empty cells
     markdown = (tmp_path / "t.md").read_text()
     assert "| full | t2v_zero | ✓ | ✓ | 75.00 ± 5.00 | -31.8 % | 65.00 ± 5.00 | 50.0 | 3200 | 2 |" in markdown
+    assert "| base | t2v_zero | ✗ | ✗ | 110.00 ± 8.16 | — | 85.00 ± 4.08 |" in markdown
+    assert "+0.0 %" not in markdown
 
 
 def test_plots_are_written(records, tmp_path):
@@ -90,3 +100,48 @@ def test_random_weight_videos_are_marked_in_the_table(records, tmp_path):
     assert "Random weights" in markdown and "| full † | t2v_zero |" in markdown
     # real-weight records carry no marker
     assert not aggregate(records, GROUPS)["random_weights"].any()
+
+
+def test_one_variant_order_everywhere(records):
+    """The sweep's order (first appearance), grouped by backbone: table rows, lines, bars, all alike."""
+    by_name = {}
+    for rec in records:
+        by_name.setdefault(GROUPS.get(rec["variant"], rec["variant"]), []).append(rec)
+    # the sweep lists full before base, with the masactrl variant in between
+    swept = by_name["full"] + by_name["masa"] + by_name["base"]
+    table = aggregate(swept, GROUPS)
+    assert table["variant"].tolist() == ["full", "base", "masa"]
+    # the change is still against the backbone's baseline, wherever that row stands
+    assert table.iloc[0].h_mse_rel_change_pct == pytest.approx(100 * (75 - 110) / 110)
+    lines = per_pair_figure(swept, GROUPS)
+    axis = lines.axes[0]
+    assert [t.get_text() for t in axis.get_legend().get_texts()] == ["full", "base", "masa"]
+    # frame pairs are whole numbers on the axis
+    ticks = [t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= axis.get_xlim()[1]]
+    assert ticks == [1.0, 2.0]
+    colours = {line.get_label(): line.get_color() for line in axis.get_lines()}
+    assert colours["full"][2] > colours["full"][0] and colours["base"][2] > colours["base"][0]  # blues
+    assert colours["masa"][0] > colours["masa"][2]  # the other backbone: orange
+    bars = bars_figure(table).axes[0]
+    assert [t.get_text() for t in bars.get_xticklabels()] == ["full", "base", "masa"]
+    x = [patch.get_x() + patch.get_width() / 2 for patch in bars.patches]
+    assert x[1] - x[0] == pytest.approx(1.0) and x[2] - x[1] == pytest.approx(2.0)  # a gap between backbones
+    faces = [patch.get_facecolor() for patch in bars.patches]
+    assert faces[0] == faces[1] != faces[2]  # coloured by backbone
+
+
+def test_contact_sheet_labels_are_readable(tmp_path):
+    """Row names sit left of the frames, one row each, never on top of each other or of a frame."""
+    names = ["paper.t2v_zero", "paper.t2v_zero.sla+pwg.with_a_long_suffix", "paper.masactrl.sla"]
+    frames = {name: np.full((5, 32, 32, 3), 40 * k, np.uint8) for k, name in enumerate(names)}
+    fig = contact_sheet_figure(frames, max_frames=3, title="prompt walker")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [text for ax in fig.axes for text in ax.texts]
+    assert [t.get_text().replace("\n", "") for t in texts] == names  # wrapped, never cut
+    assert all(t.get_fontsize() >= 10 for t in texts)
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    first_frame = fig.axes[1].get_window_extent(renderer)
+    assert all(box.x1 <= first_frame.x0 + 1 and box.x0 >= 0 for box in boxes)
+    assert all(not a.overlaps(b) for k, a in enumerate(boxes) for b in boxes[k + 1 :])
+    assert [ax.get_title() for ax in fig.axes[1:4]] == ["frame 0", "frame 2", "frame 4"]

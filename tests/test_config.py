@@ -299,14 +299,46 @@ def test_prompt_length_counted_with_the_models_tokenizer(tmp_path, default_confi
     path = tmp_path / "prompts.tsv"
     path.write_text("id\tmotion\tprompt\tframes\tseed\nlong\twalk\ta " + "x" * 10_000 + "\t8\t1\n")
     with pytest.raises(
-        ConfigError, match=r"id 'long': the prompt .* is 1000\d tokens; the text encoder reads 77"
+        ConfigError,
+        match=r"id 'long': the prompt .* is 1000\d tokens; prompts are encoded in at most 3 chunks of 75 "
+        r"\(225 tokens\) and the rest would be dropped: shorten it",
     ):
         validate_prompts_against_config(load_prompts(path), config)
     # the word-count bound without a tokenizer (embedded:tiny) cannot see it: the exact count is the fix
     config["models"]["stable_diffusion"] = "embedded:tiny"
     validate_prompts_against_config(load_prompts(path), config)
     path.write_text(
-        "id\tmotion\tprompt\tnegative_prompt\tframes\tseed\nneg\twalk\ta person\t" + "bad, " * 60 + "\t8\t1\n"
+        "id\tmotion\tprompt\tnegative_prompt\tframes\tseed\nneg\twalk\ta person\t"
+        + "bad, " * 113
+        + "\t8\t1\n"
     )
-    with pytest.raises(ConfigError, match=r"id 'neg': the negative prompt is at least 120 tokens"):
+    with pytest.raises(ConfigError, match=r"id 'neg': the negative prompt is at least 226 tokens"):
         validate_prompts_against_config(load_prompts(path), config)
+
+
+def test_prompts_longer_than_77_tokens_are_accepted_up_to_3_chunks(tmp_path, default_config, capfd):
+    """The official SD1.5 suffix and negative prompt exceed CLIP's 77 tokens: they are encoded in chunks
+    (generation pipeline), so up to 225 tokens pass without a warning, transformers' included."""
+    from transformers import CLIPTokenizer
+
+    from latentman.config import count_clip_tokens
+    from latentman.models.embedded import write_tiny_tokenizer
+
+    folder = tmp_path / "sd" / "tokenizer"
+    write_tiny_tokenizer(folder)
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
+    config = copy.deepcopy(default_config)
+    config["models"]["stable_diffusion"] = str(tmp_path / "sd")
+    config["generation"]["defaults"]["prompt_suffix"] = " z" * 150  # 'z' is one token of this tokenizer
+    config["generation"]["defaults"]["negative_prompt"] = " ".join(["z"] * 225)
+    path = tmp_path / "prompts.tsv"
+    path.write_text("id\tmotion\tprompt\tframes\tseed\nlong\twalk\tz\t8\t1\n")
+    capfd.readouterr()
+    validate_prompts_against_config(load_prompts(path), config)
+    assert "Token indices sequence length" not in capfd.readouterr().err
+    config["generation"]["defaults"]["negative_prompt"] += " z"
+    with pytest.raises(ConfigError, match=r"id 'long': the negative prompt is 226 tokens"):
+        validate_prompts_against_config(load_prompts(path), config)
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder))
+    assert count_clip_tokens("z" + " z" * 150, tokenizer) == (151, True)
+    assert "Token indices sequence length" not in capfd.readouterr().err

@@ -16,7 +16,8 @@ from latentman.generation.pipeline import LatentmanPipeline, resolve_device
 from latentman.generation.pwg import frame_loss, guidance_gradients, guidance_image, pixel_wise_guidance
 from latentman.generation.settings import GenerationSettings
 from latentman.generation.sla import spatial_latent_alignment
-from latentman.io import atomic_h5, write_dataset, write_videos
+from latentman.generation.video import banner, encode_videos, label_frames, video_label
+from latentman.io import atomic_h5, write_dataset
 from latentman.models import build_tiny, load_models
 
 TINY = {"stable_diffusion": "embedded:tiny", "controlnet_depth": "embedded:tiny"}
@@ -324,12 +325,18 @@ def test_generate_video_files(models_dir, tmp_path):
     frames, attrs = generate_video(row, settings(), TINY, render, corr, models_dir, "cpu", progress=False)
     out = tmp_path / "v/frames.h5"
     write_frames(out, frames, attrs)
-    write_videos(frames, 8, tmp_path / "v/video.mp4", tmp_path / "v/video.gif")
+    encode_videos(out, 8, tmp_path / "v/video.mp4", tmp_path / "v/video.gif", video_label("full", "p1"))
     read, meta = read_frames(out)
     assert np.array_equal(read, frames) and read.shape == (4, RES, RES, 3)
     assert meta["seed"] == 7 and meta["settings"]["sla"]["enabled"] and "random weights" in meta["note"]
     assert meta["peak_memory_mb"] > 0 and meta["model_hashes"]["stable_diffusion"]
-    assert (tmp_path / "v/video.mp4").stat().st_size > 0 and (tmp_path / "v/video.gif").stat().st_size > 0
+    # the videos show the frames below the label banner: the GIF's first frame is the labelled frame
+    import imageio.v2 as imageio
+
+    labelled = label_frames(frames, video_label("full", "p1"))
+    gif = np.asarray(imageio.mimread(tmp_path / "v/video.gif"))[..., :3]
+    assert gif.shape == labelled.shape and np.abs(gif.astype(int) - labelled).mean() < 8
+    assert (tmp_path / "v/video.mp4").stat().st_size > 0
     with pytest.raises(IntermediateFileError, match="asks for 5"):
         generate_video(row | {"frames": 5}, settings(), TINY, render, corr, models_dir, "cpu")
     assert not list(tmp_path.glob("v/.tmp*"))
@@ -365,3 +372,142 @@ def test_nan_latents_stop_generation_naming_the_step(pipe):
 
     with pytest.raises(LatentmanError, match=r"the latents after denoising step 2 of 3 \(t = \d+\) hold NaN"):
         pipe("a person", "", control(2), None, s, 5, callback_on_step_end=poison, progress=False)
+
+
+def test_video_label_is_written_above_the_untouched_frame():
+    """Every frame gets a banner with the variant name in white ink; the picture below is unchanged."""
+    frames = np.random.default_rng(0).integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)
+    labelled = label_frames(frames, video_label("paper.t2v_zero.sla", "walker"))
+    height = labelled.shape[1] - 256
+    assert labelled.shape == (3, 256 + height, 256, 3) and height % 2 == 0 and 20 <= height <= 60
+    assert np.array_equal(labelled[:, height:], frames)
+    strip = labelled[:, :height]
+    assert all(np.array_equal(strip[0], strip[k]) for k in (1, 2))  # the same label on every frame
+    ink = strip[0].min(axis=-1) > 200  # white text on the dark banner
+    rows, cols = np.nonzero(ink)
+    assert ink.sum() > 150 and rows.min() < height // 2  # the variant name is on the first line
+    assert cols.max() - cols.min() > 80  # a whole name (18 characters at 13 px), not a dot
+    # another name writes other pixels
+    assert not np.array_equal(banner(video_label("paper.t2v_zero.pwg", "walker"), 256), strip[0])
+
+
+def test_a_long_video_label_wraps_instead_of_being_cut():
+    one_line = banner(["t2v_zero"], 64)
+    wrapped = banner(["paper.t2v_zero.sla+pwg.s1"], 64)
+    assert wrapped.shape[1] == 64 and wrapped.shape[0] >= 2 * one_line.shape[0] - 8
+    assert (wrapped.min(axis=-1) > 200)[one_line.shape[0] :].any()  # ink on the continuation lines
+
+
+# ------------------------------------------------------------------ long prompts, float16, job logging
+def single_pass(pipe, text):
+    """The embeddings of one 77-token pass, as the pipeline computed them before chunking."""
+    tokens = pipe.tokenizer(text, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        return pipe.text_encoder(tokens.input_ids)[0]
+
+
+def prompt_of(tokens: int) -> str:
+    """A text of exactly ``tokens`` tokens of the tiny tokenizer ('z' is one)."""
+    return " ".join(["z"] * tokens)
+
+
+def test_prompts_of_up_to_75_tokens_give_exactly_the_single_pass_embeddings(pipe):
+    for prompt, negative in (("a person", ""), (prompt_of(75), "bad"), ("", prompt_of(74))):
+        assert len(pipe.tokenizer(prompt, add_special_tokens=False).input_ids) <= 75
+        text = pipe.encode_prompt(prompt, negative)
+        assert text.shape == (2, 77, pipe.unet.config.cross_attention_dim)
+        assert torch.equal(text[0], single_pass(pipe, negative)[0])  # bit for bit
+        assert torch.equal(text[1], single_pass(pipe, prompt)[0])
+
+
+def test_long_prompts_are_encoded_in_75_token_chunks(pipe, caplog):
+    head = prompt_of(75)
+    assert len(pipe.tokenizer(head, add_special_tokens=False).input_ids) == 75
+    red, blue = pipe.encode_prompt(head + " red coat", ""), pipe.encode_prompt(head + " blue coat", "")
+    assert red.shape == (2, 154, pipe.unet.config.cross_attention_dim)
+    # chunk 1 is the first 75 tokens on their own; the tail is chunk 2, not cut: it changes chunk 2 only
+    assert torch.equal(red[1, :77], single_pass(pipe, head)[0])
+    assert torch.equal(red[1, :77], blue[1, :77]) and not torch.allclose(red[1, 77:], blue[1, 77:])
+    # the short negative prompt is padded with empty-prompt chunks: CFG's halves have one length
+    empty = single_pass(pipe, "")[0]
+    assert torch.equal(red[0, :77], empty) and torch.equal(red[0, 77:], empty)
+    swapped = pipe.encode_prompt("", head + " red coat")
+    assert torch.equal(swapped[1, 77:], empty) and torch.equal(swapped[0], red[1])
+    assert "is cut" not in caplog.text
+    # beyond MAX_PROMPT_CHUNKS (3 x 75 tokens) the rest is cut, saying what
+    longest = pipe.encode_prompt(prompt_of(225) + " tailend", "")
+    assert longest.shape[1] == 3 * 77 and "tailend" in caplog.text
+
+
+def test_a_long_prompt_generates(pipe):
+    frames = pipe(prompt_of(100), prompt_of(160), control(2), None, settings("t2v_zero"), 1)
+    assert frames.shape == (2, RES, RES, 3)
+
+
+def test_float16_on_cpu_forward_and_pwg_backward_are_finite(models_dir, pipe):
+    """The CUDA precision (float16 UNet, ControlNet, text encoder; float32 VAE) run on CPU, so dtype bugs
+    show without a GPU: finite latents, finite PWG gradients of all three modes, fp32's shapes and nearly
+    its frames."""
+    half = LatentmanPipeline(load_models(TINY, models_dir, dtype=torch.float16), "cpu", dtype="float16")
+    assert (
+        half.dtype == torch.float16 and half.unet.dtype == torch.float16 and half.vae.dtype == torch.float32
+    )
+    grads = []
+    half.gradient_probe = lambda step, chunk, modes, loss: grads.append((modes, loss))
+    s, corr = settings(), correspondence(4)
+    latents = []
+    out16 = half(
+        "a person", "", control(4), corr, s, 3, callback_on_step_end=lambda k, t, x: latents.append(x)
+    )
+    out32 = pipe("a person", "", control(4), corr, s, 3, progress=False)
+    assert len(grads) >= 2 and all(np.isfinite(loss) and loss > 0 for _, loss in grads)
+    for modes, _ in grads:
+        assert set(modes) == {"unet", "full", "decoder"}
+        assert all(g.shape == (4, 4, RES // 8, RES // 8) and torch.isfinite(g).all() for g in modes.values())
+        assert all(g.abs().sum() > 0 for g in modes.values())
+    assert all(x.shape == (4, 4, RES // 8, RES // 8) and torch.isfinite(x).all() for x in latents)
+    assert out16.shape == out32.shape and out16.dtype == np.uint8
+    assert np.abs(out16.astype(int) - out32).mean() < 2  # half precision, the same video
+
+
+def test_a_jobs_library_chatter_goes_to_its_log_file_only(tmp_path, capfd):
+    """With a log file the terminal shows latentman's progress and errors; transformers/diffusers records,
+    their progress bars and Python warnings go to the log file alone."""
+    import logging
+    import warnings
+
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    from latentman.scripting import route_library_logs, setup_logging
+
+    path = tmp_path / "job.log"
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    try:
+        setup_logging(path)
+        route_library_logs()
+        assert not transformers_logging.is_progress_bar_enabled()
+        transformers_logging.get_logger("transformers.modeling_utils").warning("transformers chatter")
+        diffusers_logging.get_logger("diffusers.models").warning("diffusers chatter")
+        warnings.warn("a library's FutureWarning", FutureWarning, stacklevel=1)
+        logging.getLogger("latentman.generation.pipeline").info("denoising 8 frames")
+        logging.getLogger("transformers").error("a library error")
+    finally:  # leave logging as the other tests expect it
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        logging.captureWarnings(False)
+        for module in (transformers_logging, diffusers_logging):
+            module.disable_propagation()
+            module.enable_default_handler()
+            module.enable_progress_bar()
+    terminal = capfd.readouterr().err
+    logged = path.read_text()
+    for text in ("transformers chatter", "diffusers chatter", "FutureWarning", "denoising 8 frames", "error"):
+        assert text in logged
+    assert "denoising 8 frames" in terminal and "a library error" in terminal
+    assert "chatter" not in terminal and "FutureWarning" not in terminal

@@ -1,6 +1,7 @@
 """Model registry: tiny models build -> save -> load (the real-weights path), and clear errors."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from latentman.generation.pipeline import LatentmanPipeline
 from latentman.models import build_tiny, load_models, sd15_unet_config, sd15_vae_config, tiny_unet_config
 
 TINY = {"stable_diffusion": "embedded:tiny", "controlnet_depth": "embedded:tiny"}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +130,77 @@ def test_tiny_controlnet_conditions_the_unet(models_dir):
         eps.append(out.sample)
     relative = float((eps[0] - eps[1]).abs().mean() / eps[0].abs().mean())
     assert relative > 0.05, relative
+
+
+# ------------------------------------------------------------------ Hugging Face cache and fp16 weights
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def hub_cache(cache, repo_id: str, folder) -> None:
+    """``folder`` as a snapshot of ``repo_id`` in the hub cache layout huggingface_hub writes:
+    models--org--name/{refs/main, blobs/<sha256>, snapshots/<commit>/... -> ../../blobs/<sha256>}."""
+    import hashlib
+    import os
+
+    root = cache / f"models--{repo_id.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(COMMIT)
+    (root / "blobs").mkdir()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = file.read_bytes()
+        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        link = root / "snapshots" / COMMIT / file.relative_to(folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+
+
+def test_repo_ids_resolve_from_the_hub_cache_offline(models_dir, tmp_path, monkeypatch):
+    from latentman.config import validate_config
+    from latentman.models import check_model_files
+
+    tiny = models_dir / "embedded-tiny"
+    cache = tmp_path / "hf-home" / "hub"
+    hub_cache(cache, "org/tiny-sd", tiny / "stable_diffusion")
+    hub_cache(cache, "org/tiny-cn", tiny / "controlnet_depth")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # HF_HOME/hub, as huggingface_hub reads it
+    monkeypatch.chdir(tmp_path)  # "org/tiny-sd" is no folder here
+    config = {"stable_diffusion": "org/tiny-sd", "controlnet_depth": "org/tiny-cn"}
+    full = load_config(ROOT / "config.yaml")
+    full["models"].update(config)
+    validate_config(full)  # the schema takes repo ids
+    check_model_files(config)  # what the workflow runs before any job
+    models = load_models(config, tmp_path / "unused")
+    reference = load_models(TINY, models_dir)
+    assert models.ids == config and models.hashes == reference.hashes
+    for got, want in zip(models.unet.state_dict().values(), reference.unet.state_dict().values()):
+        assert torch.equal(got, want)
+    # HF_HUB_CACHE wins over HF_HOME; an empty cache gives one line with key, repo, cache and command
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(ModelNotFoundError) as info:
+        check_model_files(config)
+    message = str(info.value)
+    assert message.startswith("models.stable_diffusion = 'org/tiny-sd': no such folder")
+    assert f"not in the local cache {tmp_path / 'empty'}" in message and "\n" not in message
+    assert '`hf download org/tiny-sd --include "unet/*"' in message
+
+
+def test_float16_loads_the_fp16_variant_weights(models_dir, tmp_path):
+    """dtype float16 (CUDA): UNet and ControlNet in half precision from *.fp16.safetensors when present;
+    float32 keeps the default files. The fp16 copy differs on purpose, to see which file was read."""
+    from diffusers import UNet2DConditionModel
+
+    root = tmp_path / "models"
+    shutil.copytree(models_dir, root)
+    unet_dir = root / "embedded-tiny/stable_diffusion/unet"
+    unet = UNet2DConditionModel.from_pretrained(unet_dir)
+    with torch.no_grad():
+        unet.conv_in.bias.fill_(0.5)
+    unet.half().save_pretrained(unet_dir, variant="fp16")
+    half = load_models(TINY, root, dtype=torch.float16)
+    assert half.unet.dtype == torch.float16 and half.controlnet.dtype == torch.float16
+    assert half.vae.dtype == torch.float32  # the pipeline decodes in float32
+    assert torch.all(half.unet.conv_in.bias == 0.5)
+    full = load_models(TINY, root)
+    assert full.unet.dtype == torch.float32 and not torch.all(full.unet.conv_in.bias == 0.5)

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 
 PROMPTS = ("walker", "jumper")
 VARIANTS = ("t2v_zero", "latentman")
-RULES = ("motion", "render", "correspondence", "generate", "evaluate", "aggregate", "plots")
+RULES = ("motion", "render", "correspondence", "generate", "encode_video", "evaluate", "aggregate", "plots")
+# what a new generation setting reruns per video: the frames, their videos, their evaluation
+GENERATION_RULES = ("encode_video", "evaluate", "generate")
 
 
 def planned_job_list(result: subprocess.CompletedProcess) -> list[tuple[str, str]]:
@@ -52,6 +54,13 @@ def dry_run_with(workdir, override: str, prompts: dict[str, dict] | None = None)
 
 
 AGGREGATES = [("aggregate", "sweep=default"), ("plots", "sweep=default")]
+
+
+def galleries(*prompts: str) -> list[tuple[str, str]]:
+    """The report's pages that rerun: the sweep's summary and the pages of the prompts whose files changed."""
+    return [("gallery", "sweep=default")] + [
+        ("gallery_prompt", f"sweep=default, prompt={p}") for p in prompts
+    ]
 
 
 def test_every_stage_writes_its_files(tiny_run):
@@ -122,17 +131,23 @@ def test_changing_a_generation_setting_reruns_only_that_variant(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run_with(workdir, "variants:\n  latentman:\n    pwg: {delta: 0.02}\n")
     # one generate + one evaluate per prompt of the changed variant, then the table and plots
-    expected = [
-        (rule, f"prompt={p}, variant=latentman") for rule in ("evaluate", "generate") for p in PROMPTS
-    ]
-    assert jobs == sorted(expected + AGGREGATES)
+    expected = [(rule, f"prompt={p}, variant=latentman") for rule in GENERATION_RULES for p in PROMPTS]
+    assert jobs == sorted(expected + AGGREGATES + galleries(*PROMPTS))
+
+
+def test_a_new_frame_rate_re_encodes_the_videos_and_never_regenerates(tiny_run):
+    workdir, _ = tiny_run
+    jobs = dry_run_with(workdir, "generation:\n  video_fps: 4\n")
+    # the report's gallery pages show the videos, so they may follow; nothing upstream of the videos does
+    jobs = [job for job in jobs if not job[0].startswith("gallery")]
+    assert jobs == sorted(("encode_video", f"prompt={p}, variant={v}") for p in PROMPTS for v in VARIANTS)
 
 
 def test_new_appearance_text_reruns_only_that_prompts_generation(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run_with(workdir, "", {"walker": {"prompt": "a red robot"}})
-    expected = [(rule, f"prompt=walker, variant={v}") for rule in ("evaluate", "generate") for v in VARIANTS]
-    assert jobs == sorted(expected + AGGREGATES)
+    expected = [(rule, f"prompt=walker, variant={v}") for rule in GENERATION_RULES for v in VARIANTS]
+    assert jobs == sorted(expected + AGGREGATES + galleries("walker"))
 
 
 def test_new_motion_text_reruns_that_prompts_chain_only(tiny_run):
@@ -144,15 +159,15 @@ def test_new_motion_text_reruns_that_prompts_chain_only(tiny_run):
         ("correspondence_preview", "prompt=walker"),
     ]
     expected += [("correspondence", f"prompt=walker, reference={r}") for r in ("prev", "prev_new")]
-    expected += [(rule, f"prompt=walker, variant={v}") for rule in ("evaluate", "generate") for v in VARIANTS]
-    assert jobs == sorted(expected + AGGREGATES)
+    expected += [(rule, f"prompt=walker, variant={v}") for rule in GENERATION_RULES for v in VARIANTS]
+    assert jobs == sorted(expected + AGGREGATES + galleries("walker"))
 
 
 def test_an_evaluation_only_model_reruns_evaluation_only(tiny_run):
     workdir, _ = tiny_run
     jobs = dry_run_with(workdir, f"models:\n  clip_eval: {workdir}\n")
     expected = [("evaluate", f"prompt={p}, variant={v}") for p in PROMPTS for v in VARIANTS]
-    assert jobs == sorted(expected + AGGREGATES)
+    assert jobs == sorted(expected + AGGREGATES + galleries(*PROMPTS))
 
 
 def test_report_builds(tiny_run):
@@ -162,6 +177,9 @@ def test_report_builds(tiny_run):
     html = (workdir / "report.html").read_text(errors="replace")
     assert len(html) > 10_000
     assert "H_MSE" in html or "h_mse" in html
+    # the report holds the gallery pages (tests/test_report.py opens them in Chromium)
+    for page in ("default.html", "default/walker.html", "default/jumper.html"):
+        assert f'"results/gallery/{page}"' in html, page
 
 
 def test_paper_sweep_builds_its_table(tiny_run):
@@ -184,18 +202,25 @@ def test_paper_sweep_builds_its_table(tiny_run):
 
 
 def test_every_generation_switch_runs_through_the_workflow(tiny_run):
-    """Motion dynamics, first+previous attention, reference 'first', masked MasaCtrl, chunked PWG."""
+    """Motion dynamics, first+previous attention, reference 'first', masked MasaCtrl, chunked PWG, and the
+    AnimateDiff backbone with AnimateZero's controls, SLA and PWG."""
     workdir, _ = tiny_run
     result = run_tiny(workdir, "sweep", "--config", "sweep=switches")
     assert result.returncode == 0, result.stderr[-4000:]
     table = pd.read_csv(workdir / "results" / "tables" / "switches.csv")
-    assert len(table) == 5 and np.isfinite(table["h_mse_mean"]).all()
+    assert len(table) == 6 and np.isfinite(table["h_mse_mean"]).all()
     assert (workdir / "results" / "correspondence" / "walker" / "first.h5").exists()
     videos = {}
     for name in table["variant"]:
         with h5py.File(workdir / "results" / "videos" / "walker" / name / "frames.h5", "r") as h5:
             videos[name] = h5["frames"][()]
             assert json.loads(h5.attrs["settings"])["name"] == name
+    # the AnimateDiff variant records its backbone's schedule, its motion adapter and AnimateZero's controls
+    with h5py.File(workdir / "results/videos/walker/switches.animatezero_sla_pwg/frames.h5", "r") as h5:
+        assert json.loads(h5.attrs["scheduler"])["beta_schedule"] == "linear"
+        assert json.loads(h5.attrs["model_ids"])["motion_adapter"] == "embedded:tiny"
+        controls = json.loads(h5.attrs["settings"])["animatediff"]
+        assert controls["first_frame_insertion"] and controls["temporal_attention"] == "positional_corrected"
     # each switch changes the video
     frames = list(videos.values())
     assert all(not np.array_equal(frames[0], other) for other in frames[1:])
@@ -213,6 +238,7 @@ def test_every_rule_says_what_it_does(repo_root):
         if re.match(r"^\w+ \(.+\)$", line)
     )
     expected = {"all", "motion", "render", "correspondence", "correspondence_preview", "embedded_models"}
-    expected |= {"generate", "evaluate", "aggregate", "plots", "sweep"}
+    expected |= {"generate", "encode_video", "evaluate", "aggregate", "plots", "sweep"}
+    expected |= {"gallery", "gallery_prompt", "gallery_pages"}
     assert set(listed) == expected, result.stdout
     assert all(len(text) > 30 for text in listed.values())

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
 missing=()
-for pkg in libosmesa6 libgl1 ffmpeg; do
+# chromium: tests/test_report.py and tools/report_screenshot.py check the report in a real browser
+for pkg in libosmesa6 libgl1 ffmpeg chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -16,4 +16,4 @@ def main(smk):
     tmp.rename(out)
 
 
-run_step(snakemake, main)  # noqa: F821
+run_step(snakemake, main, libraries=True)  # noqa: F821

@@ -1,9 +1,8 @@
-"""Rule generate: render + correspondences -> results/videos/{prompt}/{variant}/frames.h5, .mp4, .gif."""
+"""Rule generate: render + correspondences -> results/videos/{prompt}/{variant}/frames.h5."""
 
 import torch
 
 from latentman.generation import generate_video, write_frames
-from latentman.io import write_videos
 from latentman.scripting import run_step
 
 
@@ -19,7 +18,7 @@ def main(smk):
         device=smk.params.device,
     )
     write_frames(smk.output.frames, frames, attrs)
-    write_videos(frames, smk.params.fps, smk.output.mp4, smk.output.gif)
 
 
-run_step(snakemake, main)  # noqa: F821
+# transformers/diffusers chatter goes to the job's log file; the denoising progress stays on the terminal
+run_step(snakemake, main, libraries=True)  # noqa: F821

@@ -10,11 +10,16 @@ from latentman.scripting import run_step
 def main(smk):
     records = [read_evaluation(path) for path in smk.input.evaluations]
     groups = smk.params.groups
+    table = aggregate(records, groups)
     plot_per_pair(records, groups, smk.output.per_pair)
-    plot_bars(aggregate(records, groups), smk.output.bars)
+    plot_bars(table, smk.output.bars)
     frames = {
         group: read_frames(smk.input[f"frames_{k}"])[0] for k, group in enumerate(smk.params.contact_groups)
     }
+    # the contact sheet's rows in the table's order (the same order as the bars and the lines)
+    order = [variant for variant in table["variant"] if variant in frames]
+    order += [variant for variant in frames if variant not in order]
+    frames = {variant: frames[variant] for variant in order}
     contact_sheet(frames, smk.output.contact, title=f"prompt {smk.params.contact_prompt}")
 
 

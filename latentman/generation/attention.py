@@ -182,9 +182,15 @@ class MutualSelfAttnProcessor(CrossFrameAttnProcessor):
         return _finish(attn, out, residual, shape)
 
 
+def _spatial_self_attention(name: str) -> bool:
+    """attn1 of the spatial transformers; AnimateDiff's motion modules (temporal attention over the frames
+    of one pixel, also named attn1/attn2) keep their own processors."""
+    return ".attn1." in name and "motion_modules" not in name
+
+
 def self_attention_names(model) -> list[str]:
     """Self-attention (attn1) processor names in encoder -> mid -> decoder order."""
-    names = [name for name in model.attn_processors if ".attn1." in name]
+    names = [name for name in model.attn_processors if _spatial_self_attention(name)]
     order = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
     return sorted(names, key=lambda name: (order.get(name.split(".")[0], 3), names.index(name)))
 
@@ -204,7 +210,7 @@ def install(unet, controlnet, context: FrameContext, settings) -> None:
         names = self_attention_names(model)
         start = scaled_start_layer(settings.masactrl.start_layer, len(names))
         for name in model.attn_processors:
-            if ".attn1." not in name or (method != "masactrl" and settings.attention == "none"):
+            if not _spatial_self_attention(name) or (method != "masactrl" and settings.attention == "none"):
                 # attention: none = every frame on its own (the frame-independent baseline).
                 processors[name] = AttnProcessor2_0()
             elif method == "masactrl":

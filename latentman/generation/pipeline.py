@@ -22,31 +22,22 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from latentman.config import grids
+from latentman.config import MAX_PROMPT_CHUNKS, grids
 from latentman.errors import ConfigError, IntermediateFileError, LatentmanError
-from latentman.generation import attention
+from latentman.generation import animatediff, animatezero, attention
 from latentman.generation.pwg import GRADIENT_MODES, guidance_gradients, pixel_wise_guidance
-from latentman.generation.settings import GenerationSettings
+from latentman.generation.settings import OFFICIAL_SCHEDULER, GenerationSettings
 from latentman.generation.sla import spatial_latent_alignment
 
 log = logging.getLogger(__name__)
 
 
-def make_scheduler():
-    """DDIM as the official code (DESIGN §6): scaled_linear 0.00085–0.012, no clipping, offset 0, leading."""
+def make_scheduler(settings: GenerationSettings | None = None):
+    """DDIM as the official code (DESIGN §6): scaled_linear 0.00085–0.012, no clipping, offset 0, leading;
+    or the variant's backbone schedule (``settings.scheduler``: AnimateDiff's differs)."""
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=0,
-        timestep_spacing="leading",
-        prediction_type="epsilon",
-    )
+    return DDIMScheduler(**(OFFICIAL_SCHEDULER if settings is None else settings.scheduler))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -55,6 +46,17 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: str | torch.device) -> torch.dtype:
+    """The UNet/ControlNet/text encoder dtype: ``auto`` is float16 on CUDA (SD1.5's usual precision, half
+    the memory) and float32 on CPU; ``float16`` forces half precision anywhere (tests run it on CPU)."""
+    names = {"float32": torch.float32, "float16": torch.float16, "fp16": torch.float16}
+    if dtype == "auto":
+        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    if dtype not in names:
+        raise ConfigError(f"dtype = {dtype!r}: expected auto, float32 or float16")
+    return names[dtype]
 
 
 def _move(module, device, dtype):
@@ -69,7 +71,7 @@ class LatentmanPipeline:
 
     def __init__(self, models, device: str | torch.device = "cpu", dtype: str = "auto"):
         self.device = torch.device(device)
-        self.dtype = torch.float16 if (dtype == "auto" and self.device.type == "cuda") else torch.float32
+        self.dtype = resolve_dtype(dtype, self.device)
         self.unet = _move(models.unet, self.device, self.dtype)
         self.controlnet = _move(models.controlnet, self.device, self.dtype)
         self.text_encoder = _move(models.text_encoder, self.device, self.dtype)
@@ -120,20 +122,51 @@ class LatentmanPipeline:
             raise IntermediateFileError(f"{where}: /reference_index does not have {frames} entries")
 
     def encode_prompt(self, prompt: str, negative_prompt: str) -> torch.Tensor:
-        """(2, L, D) text embeddings [uncond ; cond]; warns with the cut text when a prompt is too long."""
-        limit = self.tokenizer.model_max_length
+        """(2, 77·k, D) text embeddings [uncond ; cond] of k ≤ MAX_PROMPT_CHUNKS chunks (77: CLIP's context).
+
+        CLIP reads 77 tokens (75 + start and end). A longer prompt is split into 75-token chunks, each
+        wrapped in start/end tokens, padded and encoded on its own; the chunks' embeddings are concatenated
+        along the sequence axis (the long-prompt weighting users know from other SD front ends). The
+        shorter text of the pair gets empty-prompt chunks so both halves of the CFG batch have one length.
+        A prompt of ≤ 75 tokens gives one chunk: exactly the single-pass embeddings.
+        """
+        chunks = [self._prompt_chunks(text) for text in (negative_prompt, prompt)]
+        count = max(len(c) for c in chunks)
+        empty = self._prompt_chunks("")[0]
         embeddings = []
-        for text in (negative_prompt, prompt):
-            ids = self.tokenizer(text, verbose=False).input_ids  # we say what is cut, once
-            if len(ids) > limit:
-                cut = self.tokenizer.decode(ids[limit - 1 : -1])
-                log.warning("prompt longer than %d tokens; this part is cut: %r", limit, cut)
-            tokens = self.tokenizer(
-                text, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
-            ).input_ids.to(self.device)
+        for text_chunks in chunks:
+            tokens = torch.tensor(text_chunks + [empty] * (count - len(text_chunks)), device=self.device)
             with torch.no_grad():
-                embeddings.append(self.text_encoder(tokens)[0])
+                encoded = self.text_encoder(tokens)[0]
+            embeddings.append(encoded.reshape(1, -1, encoded.shape[-1]))  # (k, 77, D) -> (1, 77·k, D)
         return torch.cat(embeddings)
+
+    def _prompt_chunks(self, text: str) -> list[list[int]]:
+        """Token ids of ``text`` as rows of 77 (the context; the toy model's is 24): [start] + ≤ 75 ids +
+        [end] + padding, as the tokenizer's own ``padding="max_length"`` makes them. Beyond
+        MAX_PROMPT_CHUNKS (checked with the config) the rest is cut, with a warning naming the cut text."""
+        tokenizer = self.tokenizer
+        # the text encoder's positions bound a chunk whatever the tokenizer's config says (77 for CLIP)
+        limit = min(tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
+        width = limit - 2
+        # no truncation and verbose=False: transformers' "longer than 77 tokens" warning is not ours to print
+        ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
+        if len(ids) > width * MAX_PROMPT_CHUNKS:
+            cut = tokenizer.decode(ids[width * MAX_PROMPT_CHUNKS :])
+            log.warning(
+                "prompt longer than %d tokens (%d chunks of %d); this part is cut: %r",
+                width * MAX_PROMPT_CHUNKS,
+                MAX_PROMPT_CHUNKS,
+                width,
+                cut,
+            )
+            ids = ids[: width * MAX_PROMPT_CHUNKS]
+        pad = tokenizer.pad_token_id
+        rows = []
+        for start in range(0, max(len(ids), 1), width):
+            row = [tokenizer.bos_token_id, *ids[start : start + width], tokenizer.eos_token_id]
+            rows.append(row + [pad] * (limit - len(row)))
+        return rows
 
     def prepare_latents(self, seed: int, frames: int, grid: int, per_frame: bool = False) -> torch.Tensor:
         """x_T (F, 4, g, g) from a CPU generator seeded with ``seed``: ONE draw (1, 4, g, g) repeated, or
@@ -257,9 +290,11 @@ class LatentmanPipeline:
         self.check_inputs(control, correspondence or {}, multiple=multiple)
         n, resolution = control.shape[0], control.shape[1]
         grid = resolution // 8
+        animatediff.prepare(self.unet, settings)
         attention.install(self.unet, self.controlnet, self.context, settings)
         self.context.masks = torch.as_tensor(mask > 0) if mask is not None else None
 
+        self.scheduler = make_scheduler(settings)
         self.scheduler.set_timesteps(settings.num_inference_steps)
         timesteps = self.scheduler.timesteps
         text = self.encode_prompt(prompt, negative_prompt).to(self.dtype)
@@ -268,11 +303,22 @@ class LatentmanPipeline:
         x = self.prepare_latents(seed, n, grid, per_frame=settings.initial_noise == "per_frame")
         if settings.motion_dynamics:
             x = self.motion_dynamics(x, text, depth, settings, timesteps, seed)
+        # AnimateZero's first-frame insertion (animatediff only; None when off): frame 0's T2I trajectory
+        first = animatezero.first_frame_trajectory(self, x, text, depth, settings, timesteps)
 
         self.guidance_losses = []
-        size = settings.chunk_size
+        # AnimateDiff's motion modules attend across frames: the whole video goes in one UNet call.
+        size = n if settings.method == "animatediff" else settings.chunk_size
         chunks = [list(range(s, min(s + size, n))) for s in range(0, n, size)]
         grad_mode = pwg.gradient
+        log.info(
+            "denoising %d frames of %d² in %d steps (frame chunks: %d; text context: %d tokens)",
+            n,
+            resolution,
+            len(timesteps),
+            len(chunks),
+            text.shape[1],
+        )
         for k, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress)):
             self.context.step = k
             if sla.active(k):
@@ -311,6 +357,7 @@ class LatentmanPipeline:
                     step = step - pwg.delta * g
                 x_next[chunk] = step.detach()
             x = x_next
+            animatezero.insert_first_frame(x, first, k + 1)
             self._check_finite(
                 x, f"the latents after denoising step {k} of {len(timesteps)} (t = {int(t)})", settings
             )

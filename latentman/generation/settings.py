@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from latentman.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class StepWindow:
@@ -44,6 +46,52 @@ class MasaCtrlSettings:
     masked: bool
 
 
+#: ``animatediff.temporal_attention``: AnimateDiff's own, or AnimateZero's positional-corrected windows.
+TEMPORAL_ATTENTION = ("global", "positional_corrected")
+
+
+@dataclass(frozen=True)
+class AnimateDiffSettings:
+    """Motion-module windows (FreeNoise-style), the backbone's DDIM schedule (AnimateDiff model cards) and
+    AnimateZero's controls (:mod:`latentman.generation.animatezero`)."""
+
+    context_length: int
+    context_stride: int
+    beta_schedule: str
+    timestep_spacing: str
+    steps_offset: int
+    # AnimateZero: frame 0 follows a separate text-to-image run of frame 0 (off: AnimateDiff)
+    first_frame_insertion: bool = False
+    # global (AnimateDiff's temporal attention) or positional_corrected (AnimateZero's causal windows)
+    temporal_attention: str = "global"
+
+    def __post_init__(self):
+        # the schema checks configs at workflow start; this also covers settings built by hand
+        if self.temporal_attention not in TEMPORAL_ATTENTION:
+            raise ConfigError(
+                f"animatediff.temporal_attention = {self.temporal_attention!r}: expected "
+                f"{' or '.join(TEMPORAL_ATTENTION)}"
+            )
+        if not isinstance(self.first_frame_insertion, bool):
+            raise ConfigError(
+                f"animatediff.first_frame_insertion = {self.first_frame_insertion!r}: expected true or false"
+            )
+
+
+#: DDIM of the official LatentMan code (DESIGN §6), used by every backbone but animatediff.
+OFFICIAL_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=0,
+    timestep_spacing="leading",
+    prediction_type="epsilon",
+)
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     name: str
@@ -63,6 +111,7 @@ class GenerationSettings:
     dtype: str
     t2v_zero: T2VZeroSettings
     masactrl: MasaCtrlSettings
+    animatediff: AnimateDiffSettings
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any]) -> GenerationSettings:
@@ -90,6 +139,7 @@ class GenerationSettings:
             masactrl=MasaCtrlSettings(
                 int(masa["start_step"]), int(masa["start_layer"]), bool(masa["masked"])
             ),
+            animatediff=AnimateDiffSettings(**settings["animatediff"]),
         )
 
     @property
@@ -99,6 +149,16 @@ class GenerationSettings:
     @property
     def motion_dynamics(self) -> bool:
         return self.method != "masactrl" and self.t2v_zero.motion_dynamics
+
+    @property
+    def scheduler(self) -> dict:
+        """The resolved DDIM settings of this variant's backbone (recorded in frames.h5)."""
+        if self.method != "animatediff":
+            return dict(OFFICIAL_SCHEDULER)
+        ad = self.animatediff
+        return OFFICIAL_SCHEDULER | dict(
+            beta_schedule=ad.beta_schedule, timestep_spacing=ad.timestep_spacing, steps_offset=ad.steps_offset
+        )
 
     def with_pwg(self, **changes) -> GenerationSettings:
         return replace(self, pwg=replace(self.pwg, **changes))

@@ -53,6 +53,20 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def with_motion_modules(models, models_config: Mapping, models_dir) -> None:
+    """Replace ``models.unet`` by the AnimateDiff motion UNet of ``models.motion_adapter`` (method
+    animatediff); the adapter's id, hash and note join the models' record."""
+    from latentman.generation.animatediff import motion_unet
+    from latentman.models.motion_adapter import KEY, load_motion_adapter
+
+    value = models_config.get(KEY)
+    adapter, adapter_id, adapter_hash, note = load_motion_adapter(value, models_dir, models.unet.config)
+    models.unet = motion_unet(models.unet, adapter, adapter_id)
+    models.ids[KEY], models.hashes[KEY] = adapter_id, adapter_hash
+    if note:
+        models.note = f"{models.note}; {note}" if models.note else note
+
+
 def generate_video(
     row: dict,
     settings: Mapping,
@@ -64,7 +78,7 @@ def generate_video(
     progress: bool = True,
 ) -> tuple[np.ndarray, dict]:
     """Generate one video; returns (frames (F,H,W,3) uint8, attrs for frames.h5)."""
-    from latentman.generation.pipeline import LatentmanPipeline, resolve_device
+    from latentman.generation.pipeline import LatentmanPipeline, resolve_device, resolve_dtype
     from latentman.models import load_models
 
     settings = GenerationSettings.from_config(settings)
@@ -80,7 +94,9 @@ def generate_video(
             "rerun rule 'render'"
         )
     LatentmanPipeline.check_inputs(control, correspondence or {})
-    models = load_models(models_config, models_dir)
+    models = load_models(models_config, models_dir, dtype=resolve_dtype(settings.dtype, torch_device))
+    if settings.method == "animatediff":
+        with_motion_modules(models, models_config, models_dir)
     pipe = LatentmanPipeline(models, torch_device, settings.dtype)
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -100,6 +116,7 @@ def generate_video(
     wall = time.perf_counter() - start
     attrs = {
         "settings": settings.as_dict(),
+        "scheduler": settings.scheduler,
         "seed": int(seed),
         "prompt": str(row["prompt"]),
         "model_ids": models.ids,

@@ -2,8 +2,8 @@
 
 ``/frames`` (F,H,H,3) uint8 and root attributes: ``settings`` (the resolved variant, JSON), ``seed``,
 ``prompt``, ``model_ids``, ``model_hashes``, ``versions`` (JSON), ``device``, ``dtype``, ``wall_time_s``,
-``peak_memory_mb``, ``note`` (what the models are when they are not real weights) and ``pwg_losses``
-(JSON: the PWG loss at every guided step).
+``peak_memory_mb``, ``note`` (what the models are when they are not real weights), ``pwg_losses``
+(JSON: the PWG loss at every guided step) and ``scheduler`` (JSON: the resolved DDIM settings).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import numpy as np
 from latentman.errors import IntermediateFileError
 from latentman.io import atomic_h5, get_json_attr, open_intermediate, read_h5_dataset, write_dataset
 
-JSON_ATTRS = ("settings", "model_ids", "model_hashes", "versions", "pwg_losses")
+# "scheduler" (the resolved DDIM settings of the variant's backbone) is optional on read: files written
+# before it existed stay valid, the format version is unchanged.
+JSON_ATTRS = ("settings", "scheduler", "model_ids", "model_hashes", "versions", "pwg_losses")
 
 
 def write_frames(path: str | os.PathLike, frames: np.ndarray, attrs: dict) -> None:

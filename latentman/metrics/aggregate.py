@@ -2,9 +2,11 @@
 
 Input: `results/eval/{prompt}/{variant}.json` records (format "eval").
 Output: `results/tables/{sweep}.csv` and `.md`: one row per variant group (the variant name without its
-`.s{seed}` suffix), per backbone: baseline, +SLA, +PWG, +both. Columns: backbone, SLA, PWG, H_MSE mean +- std
-over the group's videos (prompts x seeds; population std, ddof 0), relative change vs. the baseline of the
-same backbone (SLA and PWG off), the official H_MSE mean +- std, mean seconds per video, largest peak memory.
+`.s{seed}` suffix), in the sweep's own order (the order variants first appear in the records: the workflow
+passes them in sweep order), stably grouped by backbone. Columns: backbone, SLA, PWG, H_MSE mean +- std over
+the group's videos (prompts x seeds; population std, ddof 0), relative change vs. the baseline of the same
+backbone (its first row with SLA and PWG off; empty on the baseline itself), the official H_MSE mean +- std,
+mean seconds per video, largest peak memory.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ COLUMNS = [
     "seconds_per_video",
     "peak_memory_mb",
     "random_weights",
+    "same_as",
 ]
 
 
@@ -40,6 +43,14 @@ def backbone_of(settings: Mapping) -> str:
     return "t2v_zero" if method == "latentman" else method
 
 
+def _same_as(members: Sequence[Mapping]) -> str:
+    """The variants whose videos this group reused (", "-joined; "" when it generated its own): a variant
+    equal to an earlier one (latentman.sweeps.shared_results) is evaluated on that one's frames, whose
+    settings carry that one's name."""
+    names = {(m.get("settings") or {}).get("name") for m in members}
+    return ", ".join(sorted(n for n in names - {m["variant"] for m in members} if n))
+
+
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
     values = [v for v in values if v is not None]
     if not values:
@@ -47,14 +58,26 @@ def _stats(values: list[float]) -> tuple[float | None, float | None]:
     return float(np.mean(values)), float(np.std(values))
 
 
-def aggregate(records: Sequence[Mapping], groups: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """One row per variant group (COLUMNS). groups maps variant name -> group name (default: itself)."""
+def variant_order(
+    records: Sequence[Mapping], groups: Mapping[str, str] | None = None
+) -> dict[str, list[Mapping]]:
+    """Records by variant group, in THE order of every table and plot: the order groups first appear in
+    ``records`` (the sweep's), stably grouped by backbone (backbones in order of first appearance)."""
     groups = groups or {}
     by_group: dict[str, list[Mapping]] = {}
     for record in records:
         by_group.setdefault(groups.get(record["variant"], record["variant"]), []).append(record)
+    backbone = {group: backbone_of(members[0].get("settings") or {}) for group, members in by_group.items()}
+    backbones = list(dict.fromkeys(backbone.values()))
+    ordered = sorted(by_group, key=lambda group: backbones.index(backbone[group]))  # stable: sweep order kept
+    return {group: by_group[group] for group in ordered}
+
+
+def aggregate(records: Sequence[Mapping], groups: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per variant group (COLUMNS), in :func:`variant_order`. groups maps variant name -> group name
+    (default: itself)."""
     rows = []
-    for group, members in by_group.items():
+    for group, members in variant_order(records, groups).items():
         settings = members[0].get("settings") or {}
         h_mean, h_std = _stats([m["h_mse"]["mean"] for m in members])
         o_mean, o_std = _stats([m["h_mse_official"]["mean"] for m in members])
@@ -75,17 +98,18 @@ def aggregate(records: Sequence[Mapping], groups: Mapping[str, str] | None = Non
                 "seconds_per_video": float(np.mean(times)) if times else None,
                 "peak_memory_mb": float(np.max(memory)) if memory else None,
                 "random_weights": any("random weights" in (m.get("note") or "") for m in members),
+                "same_as": _same_as(members),
             }
         )
-    # the paper's row order: per backbone (first appearance) baseline, +SLA, +PWG, +SLA+PWG; stable otherwise
-    backbones = list(dict.fromkeys(row["backbone"] for row in rows))
-    rows.sort(key=lambda r: (backbones.index(r["backbone"]), r["sla"] + r["pwg"], not r["sla"]))
     table = pd.DataFrame(rows, columns=COLUMNS)
     for index, row in table.iterrows():
         base = table[(table.backbone == row.backbone) & ~table.sla & ~table.pwg]
-        if len(base) and base.iloc[0].h_mse_mean and row.h_mse_mean is not None:
+        # the baseline's own change stays empty ("—"): a "+0.0 %" there reads as a measured result
+        if len(base) and base.index[0] != index and base.iloc[0].h_mse_mean and row.h_mse_mean is not None:
             reference = base.iloc[0].h_mse_mean
             table.at[index, "h_mse_rel_change_pct"] = 100.0 * (row.h_mse_mean - reference) / reference
+    # a float column (NaN where empty), so the CSV writes it with the other numbers' precision
+    table["h_mse_rel_change_pct"] = table["h_mse_rel_change_pct"].astype(float)
     return table
 
 
@@ -113,7 +137,8 @@ def to_markdown(table: pd.DataFrame, title: str = "") -> str:
         "|---|---|:-:|:-:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in table.itertuples():
-        change = "–" if row.h_mse_rel_change_pct is None else f"{row.h_mse_rel_change_pct:+.1f} %"
+        # "—": the baseline itself, or no baseline of this backbone in the sweep
+        change = "—" if pd.isna(row.h_mse_rel_change_pct) else f"{row.h_mse_rel_change_pct:+.1f} %"
         mark = RANDOM_MARK if getattr(row, "random_weights", False) else ""
         lines.append(
             f"| {row.variant}{mark} | {row.backbone} | {'✓' if row.sla else '✗'} | {'✓' if row.pwg else '✗'} "
@@ -121,6 +146,14 @@ def to_markdown(table: pd.DataFrame, title: str = "") -> str:
             f"| {_fmt(row.h_mse_official_mean)} ± {_fmt(row.h_mse_official_std)} "
             f"| {_fmt(row.seconds_per_video, 1)} | {_fmt(row.peak_memory_mb, 0)} | {row.videos} |"
         )
+    # same_as is "" (or NaN, read back from a CSV) on rows that generated their own videos
+    shared = [
+        f"{row.variant} = {row.same_as}"
+        for row in table.itertuples()
+        if isinstance(getattr(row, "same_as", None), str) and row.same_as
+    ]
+    if shared:
+        lines += ["", f"Same settings, so the videos were generated once and reused: {'; '.join(shared)}."]
     return "\n".join(lines) + "\n"
 
 

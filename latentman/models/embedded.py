@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from latentman.models.motion_adapter import build_tiny_motion_adapter
 from latentman.models.registry import RANDOM_NOTE, Models
 
 TINY_SEED = 20240601
@@ -147,7 +148,8 @@ def write_tiny_tokenizer(folder: Path) -> int:
 
 # ------------------------------------------------------------------------------------- builders
 def build_tiny(root: str | os.PathLike, seed: int = TINY_SEED) -> Path:
-    """Build and save the tiny random models under ``root/{stable_diffusion,controlnet_depth}``."""
+    """Build and save the tiny random models under ``root/{stable_diffusion,controlnet_depth}`` and the
+    tiny motion adapter under ``root/motion_adapter``."""
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -168,6 +170,8 @@ def build_tiny(root: str | os.PathLike, seed: int = TINY_SEED) -> Path:
     text_encoder.save_pretrained(sd / "text_encoder")
     _scheduler().save_pretrained(sd / "scheduler")
     controlnet.save_pretrained(root / "controlnet_depth")
+    # models.motion_adapter = embedded:tiny (method animatediff): a random adapter fitting this UNet
+    build_tiny_motion_adapter(root / "motion_adapter", unet.config)
     (root / "RANDOM_WEIGHTS.txt").write_text(
         f"Tiny random-weight models built by latentman (seed {seed}); they make no pictures.\n"
     )

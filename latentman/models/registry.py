@@ -2,6 +2,10 @@
 
 Accepted values of each key:
 
+* a **Hugging Face repo id** (``stable-diffusion-v1-5/stable-diffusion-v1-5``) already in the local Hugging
+  Face cache (``HF_HUB_CACHE``, else ``HF_HOME``/hub, else ``~/.cache/huggingface/hub``): resolved offline
+  to its snapshot folder with ``snapshot_download(repo_id, local_files_only=True)``, then loaded as a folder.
+  A value that names an existing folder is always the folder;
 * a local **diffusers folder** — SD1.5: ``unet/ vae/ text_encoder/ tokenizer/`` (``scheduler/`` optional,
   our DDIM settings replace it); ControlNet depth: ``config.json`` + ``diffusion_pytorch_model.safetensors``
   (or ``.bin``). Folder-only: single-file ``.ckpt``/``.safetensors`` checkpoints are not accepted
@@ -16,7 +20,9 @@ Accepted values of each key:
 * ``embedded:sd15-random`` — the real SD1.5 + ControlNet architecture with random weights (built lazily
   in memory; large), for speed/memory benchmarks.
 
-Nothing is ever downloaded: ``HF_HUB_OFFLINE=1`` and ``local_files_only=True`` everywhere.
+Nothing is ever downloaded: ``HF_HUB_OFFLINE=1`` and ``local_files_only=True`` everywhere. With
+``dtype=torch.float16`` (CUDA) the UNet and ControlNet load in half precision, from the folder's ``fp16``
+variant weight files when it has them.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +53,25 @@ SD_SOURCE = (
 )
 CN_SOURCE = "the lllyasviel/control_v11f1p_sd15_depth repository, downloaded by you"
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors")
+# owner/name as the Hub spells them; a value that is an existing path is a folder, whatever its shape
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# what `hf download` needs to fetch for each key (no .bin copies, no non-EMA training weights)
+DOWNLOAD_PATTERNS = {
+    "stable_diffusion": (
+        "unet/*",
+        "vae/*",
+        "text_encoder/*",
+        "tokenizer/*",
+        "scheduler/*",
+        "model_index.json",
+    ),
+    "controlnet_depth": ("config.json", "*.safetensors"),
+}
 
 
 @dataclass
 class Models:
-    """The diffusion components of one run (all on CPU in float32 after loading)."""
+    """The diffusion components of one run (on CPU after loading; float32 unless load_models got a dtype)."""
 
     unet: Any
     controlnet: Any
@@ -90,7 +111,10 @@ def _check_weight_files(path: Path, key: str, needs: str, source: str) -> None:
     """Weight files that are LFS pointers, absent annex objects or empty: say so, not a loader traceback."""
     for file in sorted(path.rglob("*")):
         if file.suffix in (".safetensors", ".bin", ".json") or file.is_symlink():
-            problem = not_the_file(file) if file.suffix != ".json" else _empty_or_pointer(file)
+            # weights must be binary; text files (and the Hugging Face cache's links to them) must not
+            # be empty, LFS pointers or broken links
+            weights = file.suffix in (".safetensors", ".bin")
+            problem = not_the_file(file) if weights else _empty_or_pointer(file)
             if problem:
                 raise _missing(key, path, f"{file.relative_to(path)} {problem}", needs, source)
 
@@ -106,7 +130,7 @@ def check_controlnet_folder(path: Path, key: str = "controlnet_depth") -> None:
         raise _missing(key, path, "folder not found", needs, CN_SOURCE)
     if not (path / "config.json").is_file():
         raise _missing(key, path, "config.json is missing", needs, CN_SOURCE)
-    if not any((path / name).is_file() for name in WEIGHT_NAMES):
+    if not any((path / name).is_file() or _variant_file(path / name) for name in WEIGHT_NAMES):
         raise _missing(key, path, "no weights file", needs, CN_SOURCE)
     _check_weight_files(path, key, needs, CN_SOURCE)
 
@@ -126,17 +150,78 @@ def folder_hash(path: Path) -> str:
 
 def resolve_path(value: str, key: str, models_dir: str | os.PathLike) -> Path:
     """The folder a config value points to (embedded:tiny -> models_dir/embedded-tiny/<key>,
-    embedded:toy -> the package's data/toy_model/<key>)."""
+    embedded:toy -> the package's data/toy_model/<key>, a Hugging Face repo id -> its cached snapshot).
+
+    Raises ModelNotFoundError for a repo id that is not in the local Hugging Face cache."""
     if value == "embedded:tiny":
         return Path(models_dir) / "embedded-tiny" / key
     if value == "embedded:toy":
         return TOY_DIR / key
-    return Path(os.path.expanduser(value))
+    path = Path(os.path.expanduser(value))
+    if path.exists() or not REPO_ID.match(value):
+        return path
+    return cached_snapshot(value, key)
 
 
-def load_models(models_config: dict, models_dir: str | os.PathLike = "results/models") -> Models:
-    """Load SD1.5 + ControlNet depth from the config's ``models`` section, offline."""
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment at each call (as huggingface_hub resolves it,
+    but not frozen at its import): HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    home = os.environ.get("HF_HOME") or os.path.join(xdg, "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def download_command(repo_id: str, key: str) -> str:
+    patterns = "".join(f' --include "{p}"' for p in DOWNLOAD_PATTERNS.get(key, ()))
+    return f'hf download {repo_id}{patterns} --exclude "*.bin" --exclude "*non_ema*"'
+
+
+def cached_snapshot(repo_id: str, key: str) -> Path:
+    """The snapshot folder of ``repo_id`` (revision main) in the local Hugging Face cache, offline."""
+    from huggingface_hub import snapshot_download
+
+    cache = hub_cache_dir()
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache))
+    except (OSError, ValueError) as error:  # LocalEntryNotFoundError is an OSError
+        raise ModelNotFoundError(
+            f"models.{key} = {repo_id!r}: no such folder, and the Hugging Face repository {repo_id} is not "
+            f"in the local cache {cache} ({type(error).__name__}); download it once with "
+            f"`{download_command(repo_id, key)}` (older huggingface_hub: huggingface-cli download), or "
+            "set HF_HUB_CACHE / HF_HOME to the cache that has it, or set the key to a diffusers folder"
+        ) from None
+
+
+def _variant_file(path: Path, variant: str = "fp16") -> bool:
+    """Whether ``name.fp16.ext`` exists beside ``path`` = ``name.ext`` (diffusers' variant naming)."""
+    return path.with_name(f"{path.stem}.{variant}{path.suffix}").is_file()
+
+
+def weight_variant(folder: Path, half: bool) -> str | None:
+    """``"fp16"`` when the folder has fp16 variant weights and they are wanted (half precision) or are
+    the only weights there; else None (the default weight files)."""
+    names = (*WEIGHT_NAMES, "model.bin")
+    has_fp16 = any(_variant_file(folder / name) for name in names)
+    has_default = any((folder / name).is_file() for name in names)
+    return "fp16" if has_fp16 and (half or not has_default) else None
+
+
+def load_models(
+    models_config: dict, models_dir: str | os.PathLike = "results/models", dtype: Any = None
+) -> Models:
+    """Load SD1.5 + ControlNet depth from the config's ``models`` section, offline.
+
+    ``dtype=torch.float16`` loads the UNet and ControlNet in half precision (``fp16`` variant files when
+    present): half the memory and reading time of a float32 load cast afterwards. The VAE stays float32
+    (the pipeline decodes in float32); the text encoder is cast by the pipeline (tiny next to the UNet).
+    """
+    import torch
+
     os.environ["HF_HUB_OFFLINE"] = "1"
+    half = dtype == torch.float16
     sd_value = models_config["stable_diffusion"]
     cn_value = models_config["controlnet_depth"]
     if sd_value == "embedded:sd15-random" or cn_value == "embedded:sd15-random":
@@ -172,6 +257,9 @@ def load_models(models_config: dict, models_dir: str | os.PathLike = "results/mo
 
     def load(cls, path, key, source, **kwargs):
         value = models_config[key]
+        variant = weight_variant(Path(path), half and kwargs.get("torch_dtype") == torch.float16)
+        if variant:
+            kwargs["variant"] = variant
         try:
             return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
         except (OSError, ValueError, json.JSONDecodeError) as exc:
@@ -184,11 +272,14 @@ def load_models(models_config: dict, models_dir: str | os.PathLike = "results/mo
 
     # diffusers' low-memory loading needs accelerate and warns three times per job without it
     quiet = {} if importlib.util.find_spec("accelerate") else {"low_cpu_mem_usage": False}
-    unet = load(UNet2DConditionModel, sd_path / "unet", "stable_diffusion", SD_SOURCE, **quiet)
-    vae = load(AutoencoderKL, sd_path / "vae", "stable_diffusion", SD_SOURCE, **quiet)
+    net = {**quiet, "torch_dtype": torch.float16 if half else torch.float32}
+    unet = load(UNet2DConditionModel, sd_path / "unet", "stable_diffusion", SD_SOURCE, **net)
+    vae = load(
+        AutoencoderKL, sd_path / "vae", "stable_diffusion", SD_SOURCE, **quiet, torch_dtype=torch.float32
+    )
     text_encoder = load(CLIPTextModel, sd_path / "text_encoder", "stable_diffusion", SD_SOURCE)
     tokenizer = load(CLIPTokenizer, sd_path / "tokenizer", "stable_diffusion", SD_SOURCE)
-    controlnet = load(ControlNetModel, cn_path, "controlnet_depth", CN_SOURCE, **quiet)
+    controlnet = load(ControlNetModel, cn_path, "controlnet_depth", CN_SOURCE, **net)
     if controlnet.config.cross_attention_dim != unet.config.cross_attention_dim:
         raise ModelNotFoundError(
             f"models.controlnet_depth = {cn_value!r} does not match models.stable_diffusion = {sd_value!r} "
@@ -254,7 +345,7 @@ def check_model_files(models_config: dict) -> None:
     for key, check in (("stable_diffusion", check_sd_folder), ("controlnet_depth", check_controlnet_folder)):
         value = str(models_config.get(key, ""))
         if not value.startswith("embedded:"):
-            check(Path(os.path.expanduser(value)), key)
+            check(resolve_path(value, key, "results/models"), key)
     if models_config.get("mdm"):
         from latentman.motion.mdm import check_mdm_files
 

@@ -126,7 +126,7 @@ PROMPT_CASES = {
     "negative_seed": ("a\ta person walks\ta robot\t\t4\t-3\n", ["seed"]),
     "bad_id": ("a/b\ta person walks\ta robot\t\t4\t1\n", ["id"]),
     "unknown_motion": ("a\ta person levitates\ta robot\t\t4\t1\n", ["levitates", "walk", "models.mdm"]),
-    "prompt_over_token_limit": ("a\ta person walks\t" + "very " * 80 + "long\t\t4\t1\n", ["tokens", "77"]),
+    "prompt_over_token_limit": ("a\ta person walks\t" + "very " * 240 + "long\t\t4\t1\n", ["tokens", "225"]),
 }
 
 
