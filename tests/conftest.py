@@ -80,3 +80,16 @@ def stored_arrays(path: Path, volatile: set[str] = frozenset()) -> dict[str, np.
         visit("/", h5)
         h5.visititems(visit)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """results/models of a run with embedded:tiny built once per session (read-only for the tests)."""
+    import torch
+
+    from latentman.models import build_tiny
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("models")
+    build_tiny(root / "embedded-tiny")
+    return root

@@ -23,7 +23,7 @@ from latentman.generation.attention import CrossFrameAttnProcessor
 from latentman.generation.pipeline import LatentmanPipeline
 from latentman.generation.settings import GenerationSettings
 from latentman.io import atomic_h5, write_dataset
-from latentman.models import build_motion_adapter, build_tiny, load_models, load_motion_adapter
+from latentman.models import build_motion_adapter, load_models, load_motion_adapter
 from latentman.models.motion_adapter import adapter_config_for, zero_motion_modules
 from latentman.models.registry import TOY_DIR
 
@@ -32,11 +32,8 @@ RES = 64
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("models")
-    build_tiny(root / "embedded-tiny")
-    return root
+def models_dir(tiny_models_dir):
+    return tiny_models_dir  # conftest: built once per session, read only here
 
 
 @pytest.fixture(scope="module")

@@ -18,18 +18,15 @@ from latentman.generation.settings import GenerationSettings
 from latentman.generation.sla import spatial_latent_alignment
 from latentman.generation.video import banner, encode_videos, label_frames, video_label
 from latentman.io import atomic_h5, write_dataset
-from latentman.models import build_tiny, load_models
+from latentman.models import load_models
 
 TINY = {"stable_diffusion": "embedded:tiny", "controlnet_depth": "embedded:tiny"}
 RES = 64
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("models")
-    build_tiny(root / "embedded-tiny")
-    return root
+def models_dir(tiny_models_dir):
+    return tiny_models_dir  # conftest: built once per session, read only here
 
 
 @pytest.fixture(scope="module")
