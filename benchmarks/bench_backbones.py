@@ -52,7 +52,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_generation import PROMPT, SEED, _status_mib, machine, make_inputs  # noqa: E402
+from bench_generation import PROMPT, SEED, _status_mib, machine, make_inputs, size_arguments  # noqa: E402
 from bench_generation import run as run_ours  # noqa: E402
 
 from latentman.config import load_config, resolve_variant  # noqa: E402
@@ -367,14 +367,7 @@ def bench_timing(args, parts) -> list[str]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", default="embedded:sd15-random", choices=["embedded:sd15-random", "embedded:tiny"]
-    )
-    parser.add_argument("--res", type=int, default=128, help="frame size (multiple of 64)")
-    parser.add_argument("--frames", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3, help="denoising steps per timing run (>= 2)")
-    parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions of each timing run")
+    parser = size_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--parts", default="backbones,diffusers", help="comma list of backbones, diffusers")
     parser.add_argument("--measure", default="time,memory", help="comma list of time, memory")
     args = parser.parse_args()

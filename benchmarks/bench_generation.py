@@ -317,8 +317,8 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} CPUs (nproc), torch {torch.__version__}, {threads} threads"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def size_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Model, frame size, frames, steps and repetitions: the options every generation benchmark shares."""
     parser.add_argument(
         "--model", default="embedded:sd15-random", choices=["embedded:sd15-random", "embedded:tiny"]
     )
@@ -326,6 +326,11 @@ def main():
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3, help="denoising steps per timing run (>= 2)")
     parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions of each timing run")
+    return parser
+
+
+def main():
+    parser = size_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--parts", default="sla,batch,memory", help="comma list of sla, batch, memory")
     parser.add_argument("--plain-pwg", action="store_true", help="also PWG without gradient checkpointing")
     parser.add_argument("--sla-512", action="store_true", help="also time one SLA call at 512² geometry")

@@ -102,7 +102,7 @@ def prompt_row(prompt):
 # Each rule's params carry exactly the values its stage reads, so an edit reruns only what depends on
 # it: new appearance text reruns generation, not the motion, render and correspondences it reuses.
 MDM_KEYS = ("mdm", "mdm_clip", "mdm_stats")
-GENERATION_MODEL_KEYS = ("stable_diffusion", "controlnet_depth", "motion_adapter")
+GENERATION_MODEL_KEYS = ("stable_diffusion", "controlnet_depth")
 
 
 def motion_inputs(wildcards):
@@ -158,8 +158,13 @@ def generation_request(wildcards):
     }
 
 
-def generation_models():
-    return {key: config["models"].get(key) for key in GENERATION_MODEL_KEYS}
+def generation_models(variant):
+    """The model keys the variant's generation reads: models.motion_adapter only for method animatediff,
+    so a new adapter reruns the AnimateDiff videos and nothing else."""
+    keys = GENERATION_MODEL_KEYS
+    if variant_settings(variant)["method"] == "animatediff":
+        keys += ("motion_adapter",)
+    return {key: config["models"].get(key) for key in keys}
 
 
 def generate_inputs(wildcards):
@@ -171,7 +176,7 @@ def generate_inputs(wildcards):
         inputs["correspondence"] = CORRESPONDENCE.format(
             prompt=wildcards.prompt, reference=settings["reference"]
         )
-    models = generation_models()
+    models = generation_models(wildcards.variant)
     if "embedded:tiny" in models.values():
         inputs["models"] = f"{MODELS}/embedded-tiny"
     elif "embedded:toy" in models.values():

@@ -37,7 +37,7 @@ rule generate:
     params:
         request=generation_request,
         settings=lambda wc: variant_settings(wc.variant),
-        models=generation_models(),
+        models=lambda wc: generation_models(wc.variant),
         models_dir=MODELS,
         device=config["device"],
     script:
