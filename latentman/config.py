@@ -217,9 +217,26 @@ def validate_config(config: Mapping, source: str = "config") -> dict:
         label = f"variants[{name!r}]" if "." in name else f"variants.{name}"
         settings = resolve_variant(config, name)
         check_variant_settings(settings, f"{source}: {label}")
+        overrides = config["variants"][name] or {}
+        _check_backbone_only_keys(settings["method"], overrides, f"{source}: {label}")
         if settings["method"] == "animatediff":
-            _check_animatediff_variant(config, config["variants"][name] or {}, f"{source}: {label}")
+            _check_animatediff_variant(config, overrides, f"{source}: {label}")
     return dict(config)
+
+
+# Settings blocks read by one backbone only: set on a variant of another method they would be ignored.
+BACKBONE_ONLY_KEYS = {"animatediff": ("animatediff",), "masactrl": ("masactrl",)}
+
+
+def _check_backbone_only_keys(method: str, overrides: Mapping, where: str) -> None:
+    """A variant that sets another backbone's block gets an error, not a silently ignored setting."""
+    for backbone, keys in BACKBONE_ONLY_KEYS.items():
+        for key in keys:
+            if key in overrides and method != backbone:
+                raise ConfigError(
+                    f"{where}.{key} = {dict(overrides[key])} has no effect with method {method} (only method "
+                    f"{backbone} reads it); remove it from this variant or set method: {backbone}"
+                )
 
 
 def _check_animatediff_variant(config: Mapping, overrides: Mapping, where: str) -> None:

@@ -360,6 +360,42 @@ def test_positional_corrected_block_is_causal_and_matches_a_windowed_reference(
         assert (wrapped(changed)[:, 0] - wrapped(x)[:, 0]).abs().max() > 1e-4
 
 
+def test_motion_norm_per_frame_makes_the_whole_positional_corrected_module_causal(models_dir):
+    """per_frame: each frame normalised alone (AnimateDiff's own code), so with causal windows a later frame
+    never moves an earlier frame's output of the whole motion module; per_video (diffusers) does."""
+    unet = motion_pipe(models_dir).unet  # random, non-zero motion modules
+    unet.set_windows(4, 4, "positional_corrected", "per_frame")
+    module = next(m for m in unet.motion.modules() if type(m).__name__ == "AnimateDiffTransformer3D")
+    channels = module.norm.norm.num_channels
+    torch.manual_seed(1)
+    frames = 5
+    x = torch.randn(2 * frames, channels, 4, 4)  # (B·F, C, h, w) as the UNet calls it, B = 2
+    with torch.no_grad():
+        normed = module.norm(x.view(2, frames, channels, 4, 4).transpose(1, 2))
+        alone = torch.stack(
+            [module.norm.norm(x.view(2, frames, channels, 4, 4)[:, f]) for f in range(frames)], 2
+        )
+        assert (normed - alone).abs().max() < 1e-5
+        out = module(x, num_frames=frames)
+        changed = x.view(2, frames, channels, 4, 4).clone()
+        changed[:, 3:] = 3 * changed[:, 3:] + 1  # a new scale and mean: moves per-video statistics
+        again = module(changed.view(2 * frames, channels, 4, 4), num_frames=frames).view(2, frames, -1)
+        assert torch.equal(again[:, :3], out.view(2, frames, -1)[:, :3])
+        unet.set_windows(4, 4, "positional_corrected", "per_video")
+        out = module(x, num_frames=frames).view(2, frames, -1)
+        again = module(changed.view(2 * frames, channels, 4, 4), num_frames=frames).view(2, frames, -1)
+        assert (again[:, 0] - out[:, 0]).abs().max() > 1e-4
+
+
+def test_motion_norm_is_checked_and_reaches_the_motion_unet(models_dir):
+    with pytest.raises(ConfigError, match=r"motion_norm = 'per_batch': expected per_frame or per_video"):
+        GenerationSettings.from_config(settings(animatediff={"motion_norm": "per_batch"}))
+    pipe = motion_pipe(models_dir)
+    run(pipe, settings(steps=1, animatediff={"motion_norm": "per_video"}), frames=2)
+    assert {norm.mode for norm in pipe.unet.norms} == {"per_video"}
+    assert len(pipe.unet.norms) >= 1
+
+
 def test_animatezero_config_errors():
     config = load_config("config.yaml")
     config["models"]["motion_adapter"] = "embedded:tiny"

@@ -19,6 +19,7 @@ from latentman.config import (
     validate_prompts_against_config,
 )
 from latentman.errors import ConfigError
+from latentman.sweeps import register_sweeps
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -119,6 +120,38 @@ def test_settings_masactrl_would_ignore_are_refused(default_config, override, me
     config = copy.deepcopy(default_config)
     config["variants"]["m"] = {"method": "masactrl", **override}
     with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "method, block, other",
+    [
+        ("t2v_zero", {"animatediff": {"first_frame_insertion": True}}, "animatediff"),
+        ("masactrl", {"animatediff": {"context_length": 8}}, "animatediff"),
+        ("t2v_zero", {"masactrl": {"start_step": 2}}, "masactrl"),
+        ("animatediff", {"masactrl": {"start_step": 2}}, "masactrl"),
+    ],
+)
+def test_another_backbones_settings_are_refused(default_config, method, block, other):
+    config = copy.deepcopy(default_config)
+    config["variants"]["v"] = {"method": method, **block}
+    key = next(iter(block))
+    message = f"variants.v.{key} = {block[key]} has no effect with method {method} (only method {other}"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(config)
+    config["variants"]["v"]["method"] = other  # the same block on its own backbone is accepted
+    validate_config(config)
+
+
+def test_another_backbones_settings_in_a_sweep_grid_are_refused(default_config):
+    config = copy.deepcopy(default_config)
+    config["sweeps"]["bad"] = {
+        "grid": [{"t2v_zero": {"method": "t2v_zero", "animatediff": {"first_frame_insertion": True}}}],
+        "prompts": None,
+        "seeds": None,
+    }
+    register_sweeps(config)
+    with pytest.raises(ConfigError, match=re.escape("variants['bad.t2v_zero'].animatediff = {")):
         validate_config(config)
 
 

@@ -81,6 +81,30 @@ class WindowedMotionBlock(torch.nn.Module):
         return total / count
 
 
+class FrameGroupNorm(torch.nn.Module):
+    """A motion module's input GroupNorm with its statistics per frame or over the whole video.
+
+    diffusers' ``AnimateDiffTransformer3D`` calls its norm on ``(B, C, F, h, w)``, so the statistics span
+    all F frames; AnimateDiff's own ``TemporalTransformer3DModel`` (the code that trained the released
+    adapters) normalises ``(B·F, C, h, w)``: each frame alone. ``per_frame`` restores the latter, so a frame's
+    features no longer depend on the other frames before the temporal attention (and AnimateZero's causal
+    windows are causal through the whole module). Same weights either way.
+    """
+
+    def __init__(self, norm: torch.nn.GroupNorm):
+        super().__init__()
+        self.norm = norm
+        self.mode = "per_frame"
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.mode == "per_video" or hidden_states.dim() != 5:
+            return self.norm(hidden_states)
+        batch, channels, frames, height, width = hidden_states.shape
+        per_frame = hidden_states.transpose(1, 2).reshape(batch * frames, channels, height, width)
+        normed = self.norm(per_frame).reshape(batch, frames, channels, height, width)
+        return normed.transpose(1, 2)
+
+
 class MotionUNet(torch.nn.Module):
     """A ``UNetMotionModel`` called like a 2-D UNet on ``(2·F, 4, g, g)`` (see the module docstring)."""
 
@@ -89,6 +113,7 @@ class MotionUNet(torch.nn.Module):
         self.motion = motion
         self.adapter_id = adapter_id
         self.blocks: list[WindowedMotionBlock] = []
+        self.norms: list[FrameGroupNorm] = []
         holders = [
             m for m in motion.modules() if isinstance(getattr(m, "motion_modules", None), torch.nn.ModuleList)
         ]
@@ -97,6 +122,8 @@ class MotionUNet(torch.nn.Module):
                 wrapped = [WindowedMotionBlock(b) for b in motion_module.transformer_blocks]
                 motion_module.transformer_blocks = torch.nn.ModuleList(wrapped)
                 self.blocks += wrapped
+                motion_module.norm = FrameGroupNorm(motion_module.norm)
+                self.norms.append(motion_module.norm)
 
     @property
     def config(self):
@@ -125,11 +152,17 @@ class MotionUNet(torch.nn.Module):
         self.motion.disable_gradient_checkpointing()
 
     def set_windows(
-        self, context_length: int, context_stride: int, temporal_attention: str = "global"
+        self,
+        context_length: int,
+        context_stride: int,
+        temporal_attention: str = "global",
+        motion_norm: str = "per_frame",
     ) -> None:
         for block in self.blocks:
             block.context_length, block.context_stride = context_length, context_stride
             block.temporal_attention = temporal_attention
+        for norm in self.norms:
+            norm.mode = motion_norm
 
     def forward(self, sample, timestep, encoder_hidden_states, **kwargs):
         from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
@@ -179,4 +212,4 @@ def prepare(unet, settings) -> None:
             f"{unet.max_frames} position encodings (models.motion_adapter = {unet.adapter_id!r}); "
             f"use at most {unet.max_frames} (AnimateDiff v1-5-2 was trained on 16-frame clips)"
         )
-    unet.set_windows(ad.context_length, ad.context_stride, ad.temporal_attention)
+    unet.set_windows(ad.context_length, ad.context_stride, ad.temporal_attention, ad.motion_norm)

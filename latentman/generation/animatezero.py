@@ -30,10 +30,10 @@ used; ``context_stride`` is ignored), so frames beyond the first window see the 
 frames, not frame 0, and every query still sees the position encodings of a ``context_length``-frame clip
 (16 by default: the adapter's training clips).
 
-Causality holds for the transformer blocks. The motion module around them (diffusers'
-``AnimateDiffTransformer3D``) group-normalises over all frames before its blocks, so later frames still
-shift an earlier frame's output through the norm's statistics (AnimateDiff's original code normalises each
-frame separately).
+Causality holds through the whole motion module with ``animatediff.motion_norm: per_frame`` (the default:
+AnimateDiff's own code normalises each frame before the blocks). With ``per_video`` (diffusers'
+``AnimateDiffTransformer3D``, which group-normalises over all frames) later frames still shift an earlier
+frame's output through the norm's statistics.
 """
 
 from __future__ import annotations

@@ -48,6 +48,9 @@ class MasaCtrlSettings:
 
 #: ``animatediff.temporal_attention``: AnimateDiff's own, or AnimateZero's positional-corrected windows.
 TEMPORAL_ATTENTION = ("global", "positional_corrected")
+#: ``animatediff.motion_norm``: the motion modules' GroupNorm statistics per frame (AnimateDiff's own code,
+#: which trained the released adapters) or over all frames of the video (diffusers' UNetMotionModel).
+MOTION_NORM = ("per_frame", "per_video")
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,14 @@ class AnimateDiffSettings:
     first_frame_insertion: bool = False
     # global (AnimateDiff's temporal attention) or positional_corrected (AnimateZero's causal windows)
     temporal_attention: str = "global"
+    motion_norm: str = "per_frame"
 
     def __post_init__(self):
         # the schema checks configs at workflow start; this also covers settings built by hand
+        if self.motion_norm not in MOTION_NORM:
+            raise ConfigError(
+                f"animatediff.motion_norm = {self.motion_norm!r}: expected {' or '.join(MOTION_NORM)}"
+            )
         if self.temporal_attention not in TEMPORAL_ATTENTION:
             raise ConfigError(
                 f"animatediff.temporal_attention = {self.temporal_attention!r}: expected "
