@@ -10,12 +10,17 @@ Two metrics:
   guidance grid with NEAREST sampling (the top-left sample of each block, as the correspondences were
   computed), per consecutive pair the mean over matched pairs (q, s) and RGB channels of
   (I_i[q] - I_{i-1}[s])^2, then the mean over the N-1 pairs. A pair without matches is skipped and reported.
+* :func:`h_mse_by_part` -- the same restricted to the target pixels q of each body part group
+  (:data:`PART_GROUPS`), with the group's area; :func:`part_areas` gives a group's size on any grid (e.g.
+  the latent grid SLA copies on). Diagnostics for tools/h_mse_by_part.py, not in the eval record.
 * :func:`h_mse_official` -- the official code's computation (inference.py:126-141), kept so numbers can be set
   beside the paper's Table 1. See its docstring for every difference.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +32,23 @@ from latentman.errors import IntermediateFileError
 ATLAS_COLUMNS = 6
 ATLAS_ROWS = 4
 NUM_PARTS = 24
+
+#: DensePose part indices (1-based, 0 = background) of each body part group, in the order of
+#: latentman.body.labels.PART_NAMES (DensePose's own numbering). Spelled out here rather than derived from
+#: PART_NAMES because importing latentman.body loads torch (seconds) into every evaluation job;
+#: tests/test_h_mse_by_part.py checks the two agree.
+PART_GROUPS: dict[str, tuple[int, ...]] = {
+    "torso": (1, 2),
+    "head": (23, 24),
+    "upper_arms": (15, 16, 17, 18),
+    "lower_arms": (19, 20, 21, 22),
+    "hands": (3, 4),
+    "upper_legs": (7, 8, 9, 10),
+    "lower_legs": (11, 12, 13, 14),
+    "feet": (5, 6),
+}
+#: Result key of :func:`h_mse_by_part` for the cells whose part is in no group (background, I = 0).
+UNASSIGNED = "unassigned"
 
 
 @dataclass
@@ -65,6 +87,42 @@ def _check_inputs(frames: np.ndarray, source: np.ndarray) -> None:
         )
 
 
+def _pair_squared_errors(
+    small: np.ndarray, source_map: np.ndarray, i: int, cells: np.ndarray | None = None
+) -> np.ndarray:
+    """(n, 3) squared differences (I_i[q] - I_{i-1}[s])^2 of pair i's matches, q limited to `cells`.
+
+    small: (F, g*g, 3) float64 frames on the guidance grid; cells: (g*g,) bool or None (every q). The one
+    per-pair routine of Eq. 9: :func:`h_mse` and :func:`h_mse_by_part` both go through it.
+    """
+    flat = source_map[i].reshape(-1)
+    matched = flat >= 0
+    if cells is not None:
+        matched &= cells
+    diff = small[i][matched] - small[i - 1][flat[matched]]
+    return diff**2
+
+
+def _pair_means(
+    small: np.ndarray, source_map: np.ndarray, cells: np.ndarray | None = None
+) -> tuple[list[float | None], list[int]]:
+    """Per consecutive pair i = 1..F-1: the mean squared error (None without matches) and the match count."""
+    means: list[float | None] = []
+    counts: list[int] = []
+    for i in range(1, small.shape[0]):
+        squared = _pair_squared_errors(small, source_map, i, None if cells is None else cells[i])
+        counts.append(int(squared.shape[0]))
+        means.append(float(np.mean(squared)) if squared.shape[0] else None)
+    return means, counts
+
+
+def _small_frames(frames: np.ndarray, source_map: np.ndarray) -> np.ndarray:
+    """Checked frames sampled on the guidance grid, (F, g*g, 3) float64 on 0..255."""
+    _check_inputs(frames, source_map)
+    grid = source_map.shape[1]
+    return sample_nearest(frames, grid).astype(np.float64).reshape(frames.shape[0], grid * grid, 3)
+
+
 def h_mse(frames: np.ndarray, source_map: np.ndarray) -> HMSE:
     """Paper Eq. 9 on the 0..255 scale.
 
@@ -73,22 +131,121 @@ def h_mse(frames: np.ndarray, source_map: np.ndarray) -> HMSE:
     """
     frames = np.asarray(frames)
     source_map = np.asarray(source_map)
-    _check_inputs(frames, source_map)
-    grid = source_map.shape[1]
-    small = sample_nearest(frames, grid).astype(np.float64).reshape(frames.shape[0], grid * grid, 3)
-    per_pair: list[float | None] = []
-    skipped: list[int] = []
-    for i in range(1, frames.shape[0]):
-        flat = source_map[i].reshape(-1)
-        matched = flat >= 0
-        if not matched.any():
-            per_pair.append(None)
-            skipped.append(i)
-            continue
-        diff = small[i][matched] - small[i - 1][flat[matched]]
-        per_pair.append(float(np.mean(diff**2)))
+    per_pair, _ = _pair_means(_small_frames(frames, source_map), source_map)
+    skipped = [i for i, value in enumerate(per_pair, start=1) if value is None]
     values = [v for v in per_pair if v is not None]
     return HMSE(float(np.mean(values)) if values else None, per_pair, skipped)
+
+
+@dataclass
+class PartHMSE:
+    """Eq. 9 restricted to the target pixels q of one part group (see :func:`h_mse_by_part`)."""
+
+    mean: float | None  # mean over the pairs that have a matched pixel of the group; None if none has
+    pairs: int  # matched pairs (q, s) it averages over, all frame pairs together
+    area_cells: float  # mean cells of the group per frame on the IUV's grid
+    per_pair: list[float | None]  # per frame pair i = 1..F-1, None without a matched pixel of the group
+    per_pair_counts: list[int]  # matched pairs (q, s) of the group per frame pair
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _group_masks(parts: np.ndarray, groups: Mapping[str, Iterable[int]]) -> dict[str, np.ndarray]:
+    """Boolean masks (same shape as `parts`) per group, plus UNASSIGNED for the cells of no group."""
+    masks = {name: np.isin(parts, list(indices)) for name, indices in groups.items()}
+    if UNASSIGNED in masks:
+        raise ValueError(f"{UNASSIGNED!r} is reserved for the cells of no group; rename that group")
+    covered = np.zeros(parts.shape, dtype=bool)
+    for mask in masks.values():
+        covered |= mask
+    masks[UNASSIGNED] = ~covered
+    return masks
+
+
+def _part_indices(iuv: np.ndarray) -> np.ndarray:
+    iuv = np.asarray(iuv)
+    if iuv.ndim != 4 or iuv.shape[-1] != 3 or iuv.shape[1] != iuv.shape[2]:
+        raise IntermediateFileError(f"IUV maps have shape {iuv.shape}, expected (F, g, g, 3)")
+    return iuv[..., 0]
+
+
+def part_areas(
+    iuv: np.ndarray, groups: Mapping[str, Iterable[int]] = PART_GROUPS
+) -> dict[str, dict[str, float | None]]:
+    """Size of each part group on the IUV's own grid (e.g. the correspondence file's `/latent/iuv`).
+
+    Per group (and UNASSIGNED): `area_cells`, the mean number of cells per frame, and `interior_fraction`,
+    the share of its cells whose 4 neighbours all belong to the group too (None without cells). A part one
+    or two cells wide has no interior cells, so every cell of it straddles its border.
+    """
+    parts = _part_indices(iuv)
+    out = {}
+    for name, mask in _group_masks(parts, groups).items():
+        padded = np.pad(mask, ((0, 0), (1, 1), (1, 1)))  # outside the grid counts as outside the group
+        interior = (
+            mask & padded[:, :-2, 1:-1] & padded[:, 2:, 1:-1] & padded[:, 1:-1, :-2] & padded[:, 1:-1, 2:]
+        )
+        total = int(mask.sum())
+        out[name] = {
+            "area_cells": total / mask.shape[0],
+            "interior_fraction": int(interior.sum()) / total if total else None,
+        }
+    return out
+
+
+def h_mse_by_part(
+    frames: np.ndarray,
+    source_map: np.ndarray,
+    iuv: np.ndarray,
+    groups: Mapping[str, Iterable[int]] = PART_GROUPS,
+) -> dict[str, PartHMSE]:
+    """Eq. 9 per body part group: :func:`h_mse` restricted to target pixels q whose part I = iuv[i, q, 0]
+    is in the group.
+
+    frames, source_map as :func:`h_mse`; iuv: (F, g, g, 3) on the same guidance grid (the correspondence
+    file's `/guidance/iuv`, whose I is the part of q in frame i). Per pair the mean over the group's matched
+    pairs and RGB channels, then the mean over the pairs that have some. The result holds every group plus
+    UNASSIGNED (the cells of no group, background included), so the count-weighted union of all entries is
+    :func:`h_mse` (see :func:`combine_parts`).
+    """
+    frames = np.asarray(frames)
+    source_map = np.asarray(source_map)
+    small = _small_frames(frames, source_map)
+    parts = _part_indices(iuv)
+    if parts.shape != source_map.shape:
+        raise IntermediateFileError(
+            f"IUV maps of shape {np.asarray(iuv).shape} do not fit correspondences of shape "
+            f"{source_map.shape}; use the IUV of the same grid (`/guidance/iuv` with `/guidance/source`)"
+        )
+    out = {}
+    for name, mask in _group_masks(parts, groups).items():
+        per_pair, counts = _pair_means(small, source_map, mask.reshape(mask.shape[0], -1))
+        values = [v for v in per_pair if v is not None]
+        out[name] = PartHMSE(
+            mean=float(np.mean(values)) if values else None,
+            pairs=sum(counts),
+            area_cells=float(mask.sum()) / mask.shape[0],
+            per_pair=per_pair,
+            per_pair_counts=counts,
+        )
+    return out
+
+
+def combine_parts(parts: Mapping[str, PartHMSE]) -> float | None:
+    """Whole-body Eq. 9 from per-group results: per pair the count-weighted mean, then the mean over pairs.
+
+    Equal to :func:`h_mse` (up to rounding) when `parts` is a complete :func:`h_mse_by_part` result.
+    """
+    entries = list(parts.values())
+    per_pair = []
+    for k in range(len(entries[0].per_pair)):
+        count = sum(e.per_pair_counts[k] for e in entries)
+        if count:
+            per_pair.append(
+                sum(e.per_pair[k] * e.per_pair_counts[k] for e in entries if e.per_pair_counts[k]) / count
+            )
+    return float(np.mean(per_pair)) if per_pair else None
 
 
 def resize_bilinear(frames: np.ndarray, size: int) -> np.ndarray:
