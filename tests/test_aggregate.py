@@ -24,6 +24,7 @@ def record(variant, prompt, method, sla, pwg, h, official, seconds, memory):
         "format_version": 1,
         "prompt": prompt,
         "variant": variant,
+        "seed": int(variant.rsplit(".s", 1)[1]) if ".s" in variant else 0,
         "settings": {"method": method, "sla": {"enabled": sla}, "pwg": {"enabled": pwg}},
         "h_mse": {"mean": h, "per_pair": [h - 1, h + 1], "skipped_pairs": []},
         "h_mse_official": {"mean": official, "per_pair": [official] * 3, "skipped_pairs": []},
@@ -65,13 +66,20 @@ def test_table_numbers(records, tmp_path):
     assert full.h_mse_official_mean == pytest.approx(65.0)
     assert full.seconds_per_video == pytest.approx(50.0) and full.peak_memory_mb == pytest.approx(3200.0)
     assert masa.backbone == "masactrl" and pd.isna(masa.h_mse_rel_change_pct)
+    # paired per video: full.s1 on p1 (80) and p2 (70) against base.s1 on p1 (100) and p2 (120)
+    assert full.h_mse_paired_change_pct == pytest.approx((-20.0 + 100 * (70 - 120) / 120) / 2)
+    assert (full.videos_improved, full.videos_paired) == (2, 2)
+    assert pd.isna(base.h_mse_paired_change_pct) and base.videos_paired == 0
     write_table(table, tmp_path / "t.csv", tmp_path / "t.md", title="Sweep test")
     back = pd.read_csv(tmp_path / "t.csv")
     assert back["h_mse_mean"].tolist() == pytest.approx([110.0, 75.0, 50.0])
     assert back["h_mse_rel_change_pct"].isna().tolist() == [True, False, True]  # empty cells
     markdown = (tmp_path / "t.md").read_text()
-    assert "| full | t2v_zero | ✓ | ✓ | 75.00 ± 5.00 | -31.8 % | 65.00 ± 5.00 | 50.0 | 3200 | 2 |" in markdown
-    assert "| base | t2v_zero | ✗ | ✗ | 110.00 ± 8.16 | — | 85.00 ± 4.08 |" in markdown
+    assert (
+        "| full | t2v_zero | ✓ | ✓ | 75.00 ± 5.00 | -31.8 % | -30.8 % (2/2) | 65.00 ± 5.00 | 50.0 | 3200 "
+        "| 2 |" in markdown
+    )
+    assert "| base | t2v_zero | ✗ | ✗ | 110.00 ± 8.16 | — | — | 85.00 ± 4.08 |" in markdown
     assert "+0.0 %" not in markdown
 
 

@@ -3,8 +3,8 @@ at a fixed seed through the workflow's own pipeline: what a newcomer's first run
 
 The bars: (a) the figure follows the depth (contrast >= 3); (b) garment colours follow the caption;
 (c) frames generated independently (no cross-frame attention, own noise per frame) are at least twice as
-inconsistent (H_MSE) as Text2Video-Zero's. (b) is asserted at what the shipped model reaches, below the
-issue's 80 % of whole captions (README, "The toy model"): trousers and shoes match, striped shirts do not.
+inconsistent (H_MSE) as Text2Video-Zero's. (b) compares garment colours with the palette as painted on each
+clip (latentman.toy.quality; against the raw palette the painted ground truth itself fails striped shirts).
 """
 
 from pathlib import Path
@@ -48,8 +48,8 @@ def test_a_the_figure_follows_the_depth(bar):
 
 
 def test_b_garment_colours_follow_the_caption(bar):
-    assert bar.garment_rates["trousers"] >= 0.75 and bar.garment_rates["shoes"] >= 0.75, bar.garment_rates
-    assert bar.caption_rate >= 0.5, [(d["caption"], [c.nearest for c in d["checks"]]) for d in bar.details]
+    assert bar.ground_truth_rate == 1.0  # the painted clips read right: the measure itself is sound
+    assert bar.caption_rate >= 0.8, [(d["caption"], [c.nearest for c in d["checks"]]) for d in bar.details]
 
 
 def test_c_independent_frames_are_measurably_inconsistent(bar):

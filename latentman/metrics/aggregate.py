@@ -5,8 +5,10 @@ Output: `results/tables/{sweep}.csv` and `.md`: one row per variant group (the v
 `.s{seed}` suffix), in the sweep's own order (the order variants first appear in the records: the workflow
 passes them in sweep order), stably grouped by backbone. Columns: backbone, SLA, PWG, H_MSE mean +- std over
 the group's videos (prompts x seeds; population std, ddof 0), relative change vs. the baseline of the same
-backbone (its first row with SLA and PWG off; empty on the baseline itself), the official H_MSE mean +- std,
-mean seconds per video, largest peak memory.
+backbone (its first row with SLA and PWG off; empty on the baseline itself), the paired change (per video:
+the change against the baseline's video of the same prompt and seed, averaged over the videos both have;
+pooled means hide a variant that helps on some motions and hurts on others) with how many of those videos
+improved, the official H_MSE mean +- std, mean seconds per video, largest peak memory.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ COLUMNS = [
     "h_mse_mean",
     "h_mse_std",
     "h_mse_rel_change_pct",
+    "h_mse_paired_change_pct",
+    "videos_improved",
+    "videos_paired",
     "h_mse_official_mean",
     "h_mse_official_std",
     "seconds_per_video",
@@ -73,11 +78,30 @@ def variant_order(
     return {group: by_group[group] for group in ordered}
 
 
+def _video_key(record: Mapping) -> tuple:
+    """What pairs a video with its baseline's: the prompt and the seed."""
+    return record["prompt"], record.get("seed")
+
+
+def _paired_change(members: Sequence[Mapping], baseline: Sequence[Mapping]) -> tuple[float, int, int]:
+    """(mean per-video relative change in %, videos improved, videos paired) against ``baseline``."""
+    reference = {_video_key(m): m["h_mse"]["mean"] for m in baseline if m["h_mse"]["mean"] not in (None, 0)}
+    changes = [
+        100.0 * (m["h_mse"]["mean"] - reference[_video_key(m)]) / reference[_video_key(m)]
+        for m in members
+        if m["h_mse"]["mean"] is not None and _video_key(m) in reference
+    ]
+    if not changes:
+        return float("nan"), 0, 0
+    return float(np.mean(changes)), sum(c < 0 for c in changes), len(changes)
+
+
 def aggregate(records: Sequence[Mapping], groups: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per variant group (COLUMNS), in :func:`variant_order`. groups maps variant name -> group name
     (default: itself)."""
     rows = []
-    for group, members in variant_order(records, groups).items():
+    ordered = variant_order(records, groups)
+    for group, members in ordered.items():
         settings = members[0].get("settings") or {}
         h_mean, h_std = _stats([m["h_mse"]["mean"] for m in members])
         o_mean, o_std = _stats([m["h_mse_official"]["mean"] for m in members])
@@ -93,6 +117,9 @@ def aggregate(records: Sequence[Mapping], groups: Mapping[str, str] | None = Non
                 "h_mse_mean": h_mean,
                 "h_mse_std": h_std,
                 "h_mse_rel_change_pct": None,
+                "h_mse_paired_change_pct": float("nan"),
+                "videos_improved": 0,
+                "videos_paired": 0,
                 "h_mse_official_mean": o_mean,
                 "h_mse_official_std": o_std,
                 "seconds_per_video": float(np.mean(times)) if times else None,
@@ -108,6 +135,8 @@ def aggregate(records: Sequence[Mapping], groups: Mapping[str, str] | None = Non
         if len(base) and base.index[0] != index and base.iloc[0].h_mse_mean and row.h_mse_mean is not None:
             reference = base.iloc[0].h_mse_mean
             table.at[index, "h_mse_rel_change_pct"] = 100.0 * (row.h_mse_mean - reference) / reference
+            paired = _paired_change(ordered[row.variant], ordered[base.iloc[0].variant])
+            table.loc[index, ["h_mse_paired_change_pct", "videos_improved", "videos_paired"]] = paired
     # a float column (NaN where empty), so the CSV writes it with the other numbers' precision
     table["h_mse_rel_change_pct"] = table["h_mse_rel_change_pct"].astype(float)
     return table
@@ -122,6 +151,14 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def paired_cell(row) -> str:
+    """ "−3.9 % (8/8)": the mean per-video change and how many of the paired videos improved; "—" without."""
+    paired = getattr(row, "videos_paired", 0)
+    if pd.isna(paired) or not paired or pd.isna(row.h_mse_paired_change_pct):
+        return "—"
+    return f"{row.h_mse_paired_change_pct:+.1f} % ({int(row.videos_improved)}/{int(paired)})"
+
+
 def to_markdown(table: pd.DataFrame, title: str = "") -> str:
     """The table in the paper's Table 1/2 layout (Markdown)."""
     lines = [f"### {title}", ""] if title else []
@@ -132,9 +169,9 @@ def to_markdown(table: pd.DataFrame, title: str = "") -> str:
             "",
         ]
     lines += [
-        "| Variant | Backbone | SLA | PWG | H_MSE ↓ (Eq. 9) | Δ vs. baseline | H_MSE official | s / video "
-        "| Peak memory (MB) | Videos |",
-        "|---|---|:-:|:-:|--:|--:|--:|--:|--:|--:|",
+        "| Variant | Backbone | SLA | PWG | H_MSE ↓ (Eq. 9) | Δ vs. baseline | Δ per video (improved) "
+        "| H_MSE official | s / video | Peak memory (MB) | Videos |",
+        "|---|---|:-:|:-:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in table.itertuples():
         # "—": the baseline itself, or no baseline of this backbone in the sweep
@@ -142,7 +179,7 @@ def to_markdown(table: pd.DataFrame, title: str = "") -> str:
         mark = RANDOM_MARK if getattr(row, "random_weights", False) else ""
         lines.append(
             f"| {row.variant}{mark} | {row.backbone} | {'✓' if row.sla else '✗'} | {'✓' if row.pwg else '✗'} "
-            f"| {_fmt(row.h_mse_mean)} ± {_fmt(row.h_mse_std)} | {change} "
+            f"| {_fmt(row.h_mse_mean)} ± {_fmt(row.h_mse_std)} | {change} | {paired_cell(row)} "
             f"| {_fmt(row.h_mse_official_mean)} ± {_fmt(row.h_mse_official_std)} "
             f"| {_fmt(row.seconds_per_video, 1)} | {_fmt(row.peak_memory_mb, 0)} | {row.videos} |"
         )

@@ -31,6 +31,10 @@ class Clip:
     control: np.ndarray
     iuv: np.ndarray
     mask: np.ndarray
+    # what render_clip was called with: the same call with another outfit repaints the same clip
+    seed: int = 0
+    vary: bool = True
+    held_out_colours: bool = False
 
     @property
     def caption(self) -> str:
@@ -56,7 +60,8 @@ def render_clip(
     """One painted clip of the built-in motion ``motion``; everything random comes from ``seed``.
 
     ``vary=False`` keeps the workflow's default view (facing the camera, default camera, mean shape), as
-    the workflow renders a prompt.
+    the workflow renders a prompt. ``outfit`` replaces the random outfit, everything else (view, shape,
+    pattern phases) unchanged: the clip repainted.
     """
     from latentman.render import RenderSettings, ground_offset, render_mesh_sequence
 
@@ -89,8 +94,8 @@ def render_clip(
     rendered = render_mesh_sequence(
         vertices, body.faces, body.vertex_part, body.vertex_uv, settings, source=f"toy {motion}"
     )
-    if outfit is None:
-        outfit = domain.random_outfit(rng, held_out=held_out_colours)
+    drawn = domain.random_outfit(rng, held_out=held_out_colours)  # always drawn: the phases stay the same
+    outfit = drawn if outfit is None else outfit
     rest, rest_joints = body.forward(np.zeros((1, 3)), np.zeros((1, 69)), np.zeros((1, 3)), betas)
     # Light from the camera's upper left, in world axes (the camera looks along -Z).
     rotation = rendered.camera.extrinsics[:3, :3]
@@ -111,7 +116,17 @@ def render_clip(
             rest_joints[0, 15].astype(np.float64),
             rng.random(3),
         )
-    return Clip(motion, outfit, images, rendered.control, rendered.iuv, rendered.mask > 0)
+    return Clip(
+        motion,
+        outfit,
+        images,
+        rendered.control,
+        rendered.iuv,
+        rendered.mask > 0,
+        int(seed),
+        vary,
+        held_out_colours,
+    )
 
 
 def train_motions() -> list[str]:
