@@ -52,7 +52,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_generation import PROMPT, SEED, _status_mib, machine, make_inputs, size_arguments  # noqa: E402
+from bench_generation import (  # noqa: E402
+    PROMPT,
+    SEED,
+    _status_mib,
+    machine,
+    make_inputs,
+    output_differences,
+    size_arguments,
+)
 from bench_generation import run as run_ours  # noqa: E402
 
 from latentman.config import load_config, resolve_variant  # noqa: E402
@@ -335,11 +343,7 @@ def bench_timing(args, parts) -> list[str]:
         ]
     if "diffusers" in parts:
         ours, theirs = runs["ours, attention none"], runs["diffusers"]
-        d_latent = max(float((a["latents"] - b["latents"]).abs().max()) for a, b in zip(ours, theirs))
-        scale = float(theirs[0]["latents"].abs().max())
-        d_frames = max(
-            int(np.abs(a["frames"].astype(int) - b["frames"].astype(int)).max()) for a, b in zip(ours, theirs)
-        )
+        d_latent, scale, d_frames = output_differences(ours, theirs)
         lines += [
             f"### Our pipeline vs diffusers' StableDiffusionControlNetPipeline ({where})",
             "",

@@ -280,12 +280,7 @@ def bench_timing(args, parts) -> list[str]:
         ]
     if "batch" in parts:
         batched, single = runs["SLA, batched"], runs["SLA, one frame per call"]
-        d_latent = max(float((a["latents"] - b["latents"]).abs().max()) for a, b in zip(batched, single))
-        scale = float(batched[0]["latents"].abs().max())
-        d_frames = max(
-            int(np.abs(a["frames"].astype(int) - b["frames"].astype(int)).max())
-            for a, b in zip(batched, single)
-        )
+        d_latent, scale, d_frames = output_differences(single, batched)
         t_b, t_s = step_median("SLA, batched"), step_median("SLA, one frame per call")
         w_b = statistics.median(r["wall"] for r in batched)
         w_s = statistics.median(r["wall"] for r in single)
@@ -315,6 +310,17 @@ def machine() -> str:
         pass
     threads = torch.get_num_threads()
     return f"{model}, {os.cpu_count()} CPUs (nproc), torch {torch.__version__}, {threads} threads"
+
+
+def output_differences(runs: list[dict], reference: list[dict]) -> tuple[float, float, int]:
+    """Paired runs of two ways to the same video: max abs difference of the final latents, the latent scale
+    (the reference's first run), and the max abs difference of the uint8 frames."""
+    d_latent = max(float((a["latents"] - b["latents"]).abs().max()) for a, b in zip(runs, reference))
+    scale = float(reference[0]["latents"].abs().max())
+    d_frames = max(
+        int(np.abs(a["frames"].astype(int) - b["frames"].astype(int)).max()) for a, b in zip(runs, reference)
+    )
+    return d_latent, scale, d_frames
 
 
 def size_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
