@@ -45,35 +45,48 @@ WHOLE = "all"
 TOLERANCE = 1e-9
 
 
-def video_rows(frames_path: Path, correspondence: dict, correspondence_path: Path) -> tuple[list[dict], dict]:
-    """Rows (without prompt/seed/variant/rel_change) of one video, and its frames attributes."""
+def prompt_geometry(correspondence: dict) -> dict:
+    """What every video of a prompt shares: the guidance-grid correspondences (as the evaluation reads them)
+    and the part groups' areas on the guidance and latent grids."""
     import numpy as np
 
+    from latentman.metrics.h_mse import PART_GROUPS, part_areas
+
+    guidance = correspondence["guidance"]
+    latent_iuv = correspondence["latent"]["iuv"]
+    latent = part_areas(latent_iuv, PART_GROUPS)
+    latent[WHOLE] = part_areas(latent_iuv, {WHOLE: range(1, 256)})[WHOLE]
+    return {
+        "source": guidance["source"].astype(np.int64),  # as latentman.metrics.evaluate
+        "iuv": guidance["iuv"],
+        "latent": latent,
+        "body": part_areas(guidance["iuv"], {WHOLE: range(1, 256)})[WHOLE]["area_cells"],
+    }
+
+
+def video_rows(frames_path: Path, geometry: dict, correspondence_path: Path) -> tuple[list[dict], dict]:
+    """Rows (without prompt/seed/variant/rel_change) of one video, and its frames attributes."""
     from latentman.config import grids
     from latentman.errors import IntermediateFileError
     from latentman.generation.storage import read_frames
-    from latentman.metrics.h_mse import PART_GROUPS, combine_parts, h_mse, h_mse_by_part, part_areas
+    from latentman.metrics.h_mse import PART_GROUPS, combine_parts, h_mse, h_mse_by_part
 
     frames, attrs = read_frames(frames_path)
-    guidance = correspondence["guidance"]
-    # as latentman.metrics.evaluate.read_guidance_correspondence
-    source = guidance["source"].astype(np.int64)
+    source = geometry["source"]
     if source.shape[1] != grids(frames.shape[1])["guidance"]:
         raise IntermediateFileError(
             f"{correspondence_path}: guidance grid {source.shape[1]}² does not fit frames of "
             f"{frames.shape[1]}² from {frames_path}; rerun rule 'correspondence' at the frames' resolution"
         )
     whole = h_mse(frames, source)
-    parts = h_mse_by_part(frames, source, guidance["iuv"], PART_GROUPS)
+    parts = h_mse_by_part(frames, source, geometry["iuv"], PART_GROUPS)
     combined = combine_parts(parts)
     if whole.mean is None or combined is None or abs(combined - whole.mean) > TOLERANCE:
         raise AssertionError(
             f"{frames_path}: the part groups give H_MSE {combined}, the whole video {whole.mean}; "
             "h_mse_by_part and h_mse disagree"
         )
-    latent = part_areas(correspondence["latent"]["iuv"], PART_GROUPS)
-    latent[WHOLE] = part_areas(correspondence["latent"]["iuv"], {WHOLE: range(1, 256)})[WHOLE]
-    body = part_areas(guidance["iuv"], {WHOLE: range(1, 256)})[WHOLE]["area_cells"]
+    latent = geometry["latent"]
     rows = [
         {
             "group": name,
@@ -90,7 +103,7 @@ def video_rows(frames_path: Path, correspondence: dict, correspondence_path: Pat
             "group": WHOLE,
             "h_mse": whole.mean,
             "pairs": sum(part.pairs for part in parts.values()),
-            "area_guidance_cells": body,
+            "area_guidance_cells": geometry["body"],
             "area_latent_cells": latent[WHOLE]["area_cells"],
             "interior_latent": latent[WHOLE]["interior_fraction"],
         }
@@ -125,7 +138,7 @@ def collect(
     rows: list[dict] = []
     notes: list[str] = []
     for prompt in folders:
-        correspondence = None
+        geometry = None
         for seed in seeds if seeds is not None else [None]:
             names = {name: name if seed is None else f"{name}.s{seed}" for name in [baseline, *variants]}
             absent = [full for full in names.values() if not (videos / prompt / full / "frames.h5").is_file()]
@@ -135,11 +148,11 @@ def collect(
                 )
                 continue
             path = results / "correspondence" / prompt / "prev.h5"  # the evaluation always uses `prev`
-            if correspondence is None:
-                correspondence = read_correspondence(path)
+            if geometry is None:
+                geometry = prompt_geometry(read_correspondence(path))
             baseline_values = {}
             for name, full in names.items():
-                video, attrs = video_rows(videos / prompt / full / "frames.h5", correspondence, path)
+                video, attrs = video_rows(videos / prompt / full / "frames.h5", geometry, path)
                 stored = stored_h_mse(results, prompt, full)
                 whole = next(r["h_mse"] for r in video if r["group"] == WHOLE)
                 if stored is not None and abs(stored - whole) > TOLERANCE:
