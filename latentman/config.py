@@ -224,19 +224,19 @@ def validate_config(config: Mapping, source: str = "config") -> dict:
     return dict(config)
 
 
-# Settings blocks read by one backbone only: set on a variant of another method they would be ignored.
-BACKBONE_ONLY_KEYS = {"animatediff": ("animatediff",), "masactrl": ("masactrl",)}
+# Settings blocks named after the one method that reads them: on a variant of another method they would be
+# ignored.
+BACKBONE_BLOCKS = ("animatediff", "masactrl")
 
 
 def _check_backbone_only_keys(method: str, overrides: Mapping, where: str) -> None:
     """A variant that sets another backbone's block gets an error, not a silently ignored setting."""
-    for backbone, keys in BACKBONE_ONLY_KEYS.items():
-        for key in keys:
-            if key in overrides and method != backbone:
-                raise ConfigError(
-                    f"{where}.{key} = {dict(overrides[key])} has no effect with method {method} (only method "
-                    f"{backbone} reads it); remove it from this variant or set method: {backbone}"
-                )
+    for backbone in BACKBONE_BLOCKS:
+        if backbone in overrides and method != backbone:
+            raise ConfigError(
+                f"{where}.{backbone} = {dict(overrides[backbone])} has no effect with method {method} (only "
+                f"method {backbone} reads it); remove it from this variant or set method: {backbone}"
+            )
 
 
 def _check_animatediff_variant(config: Mapping, overrides: Mapping, where: str) -> None:
