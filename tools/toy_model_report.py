@@ -56,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     generated, pipe = {}, None
     if args.frames_from is not None:
         with np.load(args.frames_from / "frames.npz") as saved:
-            # keys "clip07_t2v_zero": (clip index, mode)
-            generated = {(int(key[4:6]), key[7:]): saved[key] for key in saved.files}
+            # keys "clip07_t2v_zero": (clip index, mode); the index may have more than two digits
+            generated = {
+                (int(index), mode): saved[key]
+                for key in saved.files
+                for index, mode in [key.removeprefix("clip").split("_", 1)]
+            }
     if len(generated) < args.clips + min(args.consistency_clips, args.clips):
         models = load_models(
             {
