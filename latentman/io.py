@@ -197,12 +197,32 @@ def set_attr(obj: h5py.HLObject, key: str, value: Any) -> None:
         obj.attrs[key] = value
 
 
-def get_json_attr(obj: h5py.HLObject, key: str) -> Any:
-    """Read an attribute written by :func:`set_attr` as JSON text."""
+_REQUIRED = object()
+
+
+def read_attr(obj: h5py.HLObject, key: str, default: Any = _REQUIRED, *, as_json: bool = False) -> Any:
+    """The one decoder of an HDF5 attribute: its value as plain Python.
+
+    bytes become str, :func:`set_attr`'s ``"null"`` becomes ``None``, numpy scalars Python scalars and
+    arrays lists; ``as_json`` parses an attribute :func:`set_attr` stored as JSON text (dicts, mixed lists).
+    A missing attribute gives ``default``, or ``KeyError`` when there is none.
+    """
+    if key not in obj.attrs:
+        if default is _REQUIRED:
+            raise KeyError(f"attribute {key!r} is missing")
+        return default
     value = obj.attrs[key]
     if isinstance(value, bytes):
         value = value.decode()
-    return json.loads(value)
+    if as_json:
+        return json.loads(value)
+    if isinstance(value, str) and value == "null":
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
 
 
 def checksum(data: np.ndarray) -> int:
@@ -266,9 +286,7 @@ def open_intermediate(path: str | os.PathLike, file_format: str) -> Iterator[h5p
 
 
 def _check_format(h5: h5py.File, path: Path, file_format: str) -> None:
-    found = h5.attrs.get("format")
-    if isinstance(found, bytes):
-        found = found.decode()
+    found = read_attr(h5, "format", None)
     if found != file_format:
         raise IntermediateFileError(
             f"{path}: expected a '{file_format}' file, found format={found!r}; {_rerun_hint(file_format)}"

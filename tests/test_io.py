@@ -14,6 +14,7 @@ from latentman.io import (
     atomic_path,
     check_array,
     open_intermediate,
+    read_attr,
     read_h5_dataset,
     write_dataset,
     write_json,
@@ -77,6 +78,24 @@ def test_h5_roundtrip_format_and_chunks(tmp_path):
         assert depth.shape == (3, 8, 8)
         with pytest.raises(IntermediateFileError, match="'mask' is missing.*rerun rule 'render'"):
             read_h5_dataset(h5, "mask", "render")
+
+
+def test_read_attr_decodes_what_set_attr_stored(tmp_path):
+    """One decoder for every attribute: plain values, set_attr's None and JSON text, bytes, numpy."""
+    path = tmp_path / "a.h5"
+    attrs = {"text": "walk", "number": 2.5, "count": 3, "none": None, "json": {"b": [1, "x"]}, "seq": [1, 2]}
+    with atomic_h5(path, "render", attrs) as h5:
+        h5.attrs["raw"] = np.bytes_(b"bytes")
+    with h5py.File(path) as h5:
+        assert read_attr(h5, "text") == "walk" and read_attr(h5, "raw") == "bytes"
+        assert read_attr(h5, "number") == 2.5 and type(read_attr(h5, "number")) is float
+        assert read_attr(h5, "count") == 3 and type(read_attr(h5, "count")) is int
+        assert read_attr(h5, "none") is None and read_attr(h5, "seq") == [1, 2]
+        assert read_attr(h5, "json", as_json=True) == {"b": [1, "x"]}
+        assert read_attr(h5, "format") == "render"
+        assert read_attr(h5, "absent", "default") == "default"
+        with pytest.raises(KeyError, match="absent"):
+            read_attr(h5, "absent")
 
 
 def test_reader_rejects_missing_truncated_foreign_and_old_files(tmp_path):
