@@ -5,7 +5,16 @@ import pytest
 
 from latentman.errors import IntermediateFileError, LatentmanError
 from latentman.io import FORMAT_VERSIONS, write_npz
-from latentman.motion import library, make_motion, motion_frames, read_motion, write_motion
+from latentman.motion import (
+    MotionInputs,
+    MotionSettings,
+    library,
+    make_motion,
+    motion_frames,
+    read_motion,
+    write_motion,
+)
+from latentman.motion.stage import run
 from latentman.skeleton import (
     FOOT_JOINTS,
     PARENTS,
@@ -95,6 +104,22 @@ def test_jump_apex(clips):
     poses, transl = library.generate("jump", 15, 20.0, 7)
     short, _ = forward_kinematics(poses, transl)
     assert short[:, list(FOOT_JOINTS), 1].min(axis=1).max() >= 0.15
+
+
+def test_run_from_typed_settings_and_inputs(tmp_path):
+    """The workflow's form: settings from the motion section, inputs from the prompt row; run writes nothing
+    and returns the Motion that write_motion stores."""
+    settings = MotionSettings.from_config({"fps": 20, "frame_step": 2})
+    assert settings == MotionSettings(fps=20.0, frame_step=2) and settings.motion_frames(8) == 15
+    inputs = MotionInputs.from_row(row("a person waves", frames=8, seed=3), {"mdm": None})
+    assert inputs.motion_file is None and inputs.text == "a person waves" and inputs.frames == 8
+    motion = run(inputs, settings)
+    assert list(tmp_path.iterdir()) == []
+    assert motion.num_frames == 15 and motion.fps == 20.0 and motion.source == "builtin:wave"
+    assert motion.seed == 3 and motion.reason
+    np.testing.assert_array_equal(motion.joints, make_motion(row("a person waves", seed=3), CONFIG).joints)
+    write_motion(tmp_path / "m.npz", motion)
+    np.testing.assert_array_equal(read_motion(tmp_path / "m.npz").joints, motion.joints)
 
 
 def test_seed_determinism():
