@@ -10,21 +10,24 @@ from scipy.spatial import cKDTree
 
 from latentman.body import load_body
 from latentman.errors import ConfigError, IntermediateFileError, ModelNotFoundError
-from latentman.io import write_npz
+from latentman.io import write_npz, write_videos
 from latentman.motion import make_motion, write_motion
 from latentman.render import (
     Camera,
+    RenderInputs,
+    RenderRecord,
     RenderSettings,
     frames_out_of_view,
     place_camera,
     read_render,
     render_mesh_sequence,
-    render_prompt,
+    write_render,
 )
 from latentman.render.backend import decode_face_colours, encode_face_colours, select_backend
 from latentman.render.densepose import densepose_available
 from latentman.render.iuv import control_image, face_parts, surface_at_pixels
-from latentman.render.preview import colour_iuv
+from latentman.render.preview import colour_iuv, preview_frames
+from latentman.render.stage import run
 from latentman.skeleton import JOINT_NAMES
 
 MOTION_CONFIG = {"motion": {"fps": 20, "frame_step": 2}}
@@ -48,11 +51,21 @@ def make_motion_file(path, text="a person walks forward", frames=4):
     return path
 
 
+def write_outputs(record, paths):
+    """What workflow_scripts/render.py writes: the preview, then the render file."""
+    h5, gif, mp4 = paths
+    write_videos(preview_frames(record.control, record.iuv), record.fps, mp4, gif)
+    write_render(h5, record)
+
+
 def run_render(tmp, motion, name="out", config=RENDER_CONFIG, row=None, **kwargs):
+    """The render stage as the workflow runs it (settings from the config, run, write): the paths."""
     paths = [tmp / f"{name}.h5", tmp / f"{name}.gif", tmp / f"{name}.mp4"]
     row = row or prompt_row()
     settings = RenderSettings.from_config(config)
-    render_prompt(motion, *paths, settings, row["id"], row["frames"], frame_step=2, **kwargs)
+    record = run(RenderInputs(motion, row["id"], row["frames"], frame_step=2, **kwargs), settings)
+    assert isinstance(record, RenderRecord)
+    write_outputs(record, paths)
     return paths
 
 
@@ -227,6 +240,31 @@ def test_render_file_contents(walk, body):
     assert mp4.stat().st_size > 0
 
 
+def test_run_writes_nothing_and_its_record_is_the_file(tmp_path, walk):
+    """run computes the record and writes nothing; write_render stores exactly the record."""
+    (h5_path, _, _), data = walk
+    folder = h5_path.parent
+    before = sorted(folder.iterdir())
+    settings = RenderSettings.from_config(RENDER_CONFIG)
+    record = run(RenderInputs(folder / "walk.npz", "clip", 4, frame_step=2), settings)
+    assert sorted(folder.iterdir()) == before
+    assert record.settings == settings and record.fps == 10.0 and record.frame_step == 2
+    assert record.attrs() == {
+        "fps": 10.0,
+        "frame_step": 2,
+        "motion_source": "builtin:walk",
+        "iuv_source": "exact",
+        "backend": record.backend,
+        "settings": vars(settings),
+    }
+    for name in ("depth", "control", "iuv", "face_id", "barycentric", "mask", "faces"):
+        np.testing.assert_array_equal(getattr(record, name), data[name])
+    np.testing.assert_array_equal(record.smpl.body_pose, data["smpl"]["body_pose"])
+    assert record.camera_mode == data["camera_mode"] and record.body == data["smpl"]["body"]
+    write_render(tmp_path / "again.h5", record)
+    assert (tmp_path / "again.h5").read_bytes() == h5_path.read_bytes()
+
+
 def test_control_is_inverse_depth_over_the_whole_video(walk):
     _, data = walk
     depth, control = data["depth"], data["control"]
@@ -364,7 +402,7 @@ def test_bad_motion_files_are_named_and_nothing_is_written(tmp_path):
 def test_missing_body_file_and_bad_resolution(tmp_path):
     motion = make_motion_file(tmp_path / "m.npz")
     with pytest.raises(ModelNotFoundError, match="models.body"):
-        run_render(tmp_path, motion, body_spec=str(tmp_path / "SMPL_NEUTRAL.pkl"))
+        run_render(tmp_path, motion, body=str(tmp_path / "SMPL_NEUTRAL.pkl"))
     assert outputs_absent(tmp_path)
 
 
@@ -400,8 +438,9 @@ def test_failed_preview_leaves_no_render_file(tmp_path):
     motion = make_motion_file(tmp_path / "m.npz")
     (tmp_path / "blocked").write_text("a file where the preview folder should be")
     paths = [tmp_path / "out.h5", tmp_path / "blocked" / "out.gif", tmp_path / "blocked" / "out.mp4"]
+    record = run(RenderInputs(motion, "clip", 4, frame_step=2), RenderSettings.from_config(RENDER_CONFIG))
     with pytest.raises(OSError):
-        render_prompt(motion, *paths, RenderSettings.from_config(RENDER_CONFIG), "clip", 4, frame_step=2)
+        write_outputs(record, paths)
     assert not paths[0].exists()
     assert not list(tmp_path.glob(".tmp-*"))
 

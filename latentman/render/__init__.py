@@ -1,7 +1,8 @@
 """Body + render stage: motion → SMPL fit → per-frame depth, control image, exact IUV, face ids (HDF5).
 
 ``results/motion/{prompt}.npz`` → ``results/render/{prompt}.h5`` (layout: latentman.render.storage)
-plus a preview (control image | coloured IUV) as GIF and MP4; the steps are in latentman.render.stage.
+plus a preview (control image | coloured IUV) as GIF and MP4; the steps are in latentman.render.stage
+(``run(RenderInputs, RenderSettings) -> RenderRecord``).
 """
 
 from latentman.render.camera import (
@@ -14,11 +15,13 @@ from latentman.render.camera import (
 )
 from latentman.render.frames import RenderedFrames, ground_offset, render_mesh_sequence
 from latentman.render.settings import RenderSettings
-from latentman.render.stage import render_prompt
-from latentman.render.storage import read_render, write_render
+from latentman.render.stage import RenderInputs
+from latentman.render.storage import RenderRecord, read_render, write_render
 
 __all__ = [
     "Camera",
+    "RenderInputs",
+    "RenderRecord",
     "RenderSettings",
     "RenderedFrames",
     "check_in_view",
@@ -29,6 +32,5 @@ __all__ = [
     "place_camera",
     "read_render",
     "render_mesh_sequence",
-    "render_prompt",
     "write_render",
 ]

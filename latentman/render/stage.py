@@ -1,4 +1,4 @@
-"""The body + render stage for one prompt: motion file → render file (+ control | IUV preview).
+"""The body + render stage for one prompt: motion file → the render file's record (:func:`run`).
 
 1. :func:`pose_clip`: SMPL parameters for every motion frame (latentman.body.fit: the motion's own
    rotations, or a fit to its joints), then every ``frame_step``-th frame, exactly ``frames`` of them;
@@ -6,14 +6,15 @@
 2. :func:`latentman.render.frames.render_mesh_sequence`: one camera for the clip, fixed or following the
    pelvis (``render.camera.mode``), one pyrender pass per frame; depth, IUV, face ids, barycentrics and
    the control image follow exactly from it.
-3. :func:`render_record`: what the render file holds (layout: latentman.render.storage).
+3. :func:`render_record`: what the render file holds (:class:`~latentman.render.storage.RenderRecord`;
+   layout: latentman.render.storage). workflow_scripts/render.py writes it and the control | IUV preview.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from latentman.errors import IntermediateFileError
 from latentman.render.frames import RenderedFrames, ground_offset, render_mesh_sequence
 from latentman.render.settings import RenderSettings
-from latentman.render.storage import write_render
+from latentman.render.storage import RenderRecord
 from latentman.skeleton import JOINT_NAMES
 
 log = logging.getLogger(__name__)
@@ -85,68 +86,66 @@ def check_body_coverage(mask: np.ndarray, min_pixels: int, source: str) -> None:
         )
 
 
-def render_record(smpl, body, rendered: RenderedFrames, iuv: np.ndarray, settings: RenderSettings) -> dict:
-    """The datasets of a render file (latentman.render.storage.write_render)."""
+@dataclass(frozen=True)
+class RenderInputs:
+    """What the stage reads for one prompt: the motion file, the prompt's frames and the body files."""
+
+    motion: str | os.PathLike  # results/motion/{prompt}.npz
+    prompt: str  # the prompt id, for messages
+    frames: int  # video frames
+    frame_step: int = 1  # motion.frame_step: every frame_step-th motion frame is a video frame
+    body: str = "builtin"  # models.body
+    densepose_uv: str | None = None  # models.densepose_uv
+    densepose: str | None = None  # models.densepose (render.iuv: densepose)
+
+
+def render_record(
+    smpl, body, rendered: RenderedFrames, iuv: np.ndarray, settings: RenderSettings, **attrs: Any
+) -> RenderRecord:
+    """The render file's record; ``attrs`` are its root attributes other than ``settings`` and ``backend``
+    (``fps``, ``frame_step``, ``motion_source``, ``iuv_source``)."""
     rest_vertices, _ = body.forward(np.zeros((1, 3)), np.zeros((1, 69)), np.zeros((1, 3)))
     vertex_iuv = np.concatenate(
         [np.asarray(body.vertex_part, np.float32)[:, None], np.asarray(body.vertex_uv, np.float32)], axis=1
     )
-    return {
-        "smpl": {
-            "global_orient": smpl.global_orient,
-            "body_pose": smpl.body_pose,
-            "transl": smpl.transl,
-            "betas": smpl.betas,
-            "fit_error_mm": smpl.fit_error_mm,
-            "joint_error_mm": smpl.joint_error_mm,
-            "fit": smpl.method,
-            "body": body.name,
-        },
-        "camera": rendered.camera,
-        "camera_mode": rendered.camera_mode,
-        "depth": rendered.depth,
-        "control": rendered.control,
-        "control_encoding": settings.control_encoding,
-        "iuv": iuv,
-        "face_id": rendered.face_id,
-        "barycentric": rendered.barycentric,
-        "mask": rendered.mask,
-        "mesh": {"rest_vertices": rest_vertices[0], "faces": body.faces, "vertex_iuv": vertex_iuv},
-    }
+    return RenderRecord(
+        smpl=smpl,
+        body=body.name,
+        camera=rendered.camera,
+        camera_mode=rendered.camera_mode,
+        depth=rendered.depth,
+        control=rendered.control,
+        control_encoding=settings.control_encoding,
+        iuv=iuv,
+        face_id=rendered.face_id,
+        barycentric=rendered.barycentric,
+        mask=rendered.mask,
+        rest_vertices=rest_vertices[0],
+        faces=body.faces,
+        vertex_iuv=vertex_iuv,
+        backend=rendered.backend,
+        settings=settings,
+        **attrs,
+    )
 
 
-def render_prompt(
-    motion_path: str | os.PathLike,
-    output_path: str | os.PathLike,
-    gif_path: str | os.PathLike | None,
-    mp4_path: str | os.PathLike | None,
-    settings: RenderSettings,
-    prompt: str,
-    frames: int,
-    frame_step: int = 1,
-    body_spec: str = "builtin",
-    densepose_uv: str | None = None,
-    densepose_model: str | None = None,
-) -> dict[str, Any]:
-    """Motion file → render file (+ preview) for the prompt ``prompt`` of ``frames`` video frames.
-
-    Nothing is written unless every step succeeds (atomic writes). Returns a short summary
-    (frames, fit method and error, backend, seconds per frame) for the log.
-    """
+def run(inputs: RenderInputs, settings: RenderSettings) -> RenderRecord:
+    """Motion file → the render file's record for one prompt. Computes; writes nothing (the workflow script
+    writes the record with :func:`latentman.render.storage.write_render` and the preview)."""
     from latentman.body import load_body
-    from latentman.io import write_videos
     from latentman.motion.storage import read_motion
-    from latentman.render.preview import preview_frames
 
     if settings.iuv == "densepose":
         from latentman.render.densepose import require_densepose
 
-        require_densepose(densepose_model)
+        require_densepose(inputs.densepose)
+    motion_path = inputs.motion
+    frame_step = int(inputs.frame_step)
     motion = read_motion(motion_path)
-    keep = video_frames(motion.num_frames, int(frames), int(frame_step), str(motion_path), prompt)
-    body = load_body(body_spec, densepose_uv=densepose_uv)
+    keep = video_frames(motion.num_frames, int(inputs.frames), frame_step, str(motion_path), inputs.prompt)
+    body = load_body(inputs.body, densepose_uv=inputs.densepose_uv)
     smpl, vertices = pose_clip(motion, body, keep, str(motion_path), settings.max_fit_error_mm)
-    fps = float(motion.fps) / int(frame_step)
+    fps = float(motion.fps) / frame_step
     pelvis = smpl.transl.astype(np.float64) + body.rest_pelvis(smpl.betas)[None]
     rendered = render_mesh_sequence(
         vertices,
@@ -167,23 +166,7 @@ def render_prompt(
         from latentman.render.densepose import densepose_iuv, shaded_frames
 
         shaded = shaded_frames(vertices, body.faces, rendered.camera, settings.backend)
-        iuv = densepose_iuv(shaded, densepose_model)
-    attrs = {
-        "fps": fps,
-        "frame_step": int(frame_step),
-        "motion_source": motion.source,
-        "iuv_source": settings.iuv,
-        "backend": rendered.backend,
-        "settings": vars(settings),
-    }
-    write_render(output_path, render_record(smpl, body, rendered, iuv, settings), attrs)
-    if gif_path is not None and mp4_path is not None:
-        try:
-            write_videos(preview_frames(rendered.control, iuv), fps, mp4_path, gif_path)
-        except BaseException:
-            # All outputs or none: a render file without its preview would look finished.
-            Path(output_path).unlink(missing_ok=True)
-            raise
+        iuv = densepose_iuv(shaded, inputs.densepose)
     summary = {
         "frames": int(len(keep)),
         "fit": smpl.method,
@@ -192,5 +175,15 @@ def render_prompt(
         "backend": rendered.backend,
         "seconds_per_frame": round(rendered.seconds_per_frame, 4),
     }
-    log.info("%s: %s", output_path, summary)
-    return summary
+    log.info("%s: %s", inputs.prompt, summary)
+    return render_record(
+        smpl,
+        body,
+        rendered,
+        iuv,
+        settings,
+        fps=fps,
+        frame_step=frame_step,
+        motion_source=motion.source,
+        iuv_source=settings.iuv,
+    )

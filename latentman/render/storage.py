@@ -1,4 +1,4 @@
-"""The render file ``results/render/{prompt}.h5`` (format "render"): writer and validating reader.
+"""The render file ``results/render/{prompt}.h5`` (format "render"): its record, writer and validating reader.
 
 Layout (every per-frame dataset chunked one frame at a time, gzip):
 
@@ -16,69 +16,108 @@ Layout (every per-frame dataset chunked one frame at a time, gzip):
 - ``/mask (F,H,W)`` uint8 0/1;
 - ``/mesh/{rest_vertices (V,3) float32, faces (T,3) int64, vertex_iuv (V,3) float32 [part, U, V]}``.
 
-Root attrs: ``fps`` (video), ``frame_step``, ``motion_source``, ``iuv_source``, ``backend``.
+Root attrs: ``fps`` (video), ``frame_step``, ``motion_source``, ``iuv_source``, ``backend``, ``settings``
+(the render settings, JSON). :class:`RenderRecord` is the file's content in memory; :func:`write_render` takes
+it, :func:`read_render` returns the fields asked for as a dict.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from latentman.errors import IntermediateFileError
-from latentman.io import atomic_h5, open_intermediate, read_h5_dataset, write_dataset
+from latentman.io import atomic_h5, open_intermediate, read_attr, read_h5_dataset, write_dataset
+from latentman.render.settings import RenderSettings
 from latentman.skeleton import NUM_HML_JOINTS
+
+if TYPE_CHECKING:
+    from latentman.body.fit import SmplFit
+    from latentman.render.camera import Camera
 
 FRAME_DATASETS = ("depth", "control", "iuv", "face_id", "barycentric", "mask")
 
 
-def write_render(path: str | os.PathLike, data: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
-    """Write a render file atomically (a failure leaves no file at ``path``).
+@dataclass(frozen=True, eq=False)
+class RenderRecord:
+    """What a render file holds (the layout above), as latentman.render.stage.run makes it."""
 
-    ``data`` holds the arrays named in the module docstring, with keys ``smpl`` (a dict of the four
-    arrays plus ``joint_error_mm``, ``fit_error_mm``, ``fit``, ``body``), ``camera`` (a :class:`Camera`),
-    ``camera_mode``, the six frame datasets, ``control_encoding`` and ``mesh`` (a dict of the three arrays).
-    """
-    smpl = data["smpl"]
-    camera = data["camera"]
-    frames = len(data["depth"])
-    with atomic_h5(path, "render", attrs) as h5:
+    smpl: SmplFit  # the fit of the video frames: /smpl datasets, attrs fit_error_mm and fit (its method)
+    body: str  # /smpl attr body: the body model's name
+    camera: Camera  # /camera (intrinsics, the extrinsics of every frame, resolution, yfov_deg)
+    camera_mode: str  # /camera attr mode: fixed | follow
+    depth: np.ndarray
+    control: np.ndarray
+    control_encoding: str  # /control attr encoding
+    iuv: np.ndarray
+    face_id: np.ndarray
+    barycentric: np.ndarray
+    mask: np.ndarray
+    rest_vertices: np.ndarray  # /mesh/rest_vertices
+    faces: np.ndarray  # /mesh/faces
+    vertex_iuv: np.ndarray  # /mesh/vertex_iuv
+    fps: float  # root attrs from here on
+    frame_step: int
+    motion_source: str
+    iuv_source: str
+    backend: str
+    settings: RenderSettings
+
+    def attrs(self) -> dict[str, Any]:
+        """The root attributes, in the order they are written."""
+        return {
+            "fps": self.fps,
+            "frame_step": self.frame_step,
+            "motion_source": self.motion_source,
+            "iuv_source": self.iuv_source,
+            "backend": self.backend,
+            "settings": vars(self.settings),
+        }
+
+
+def write_render(path: str | os.PathLike, record: RenderRecord) -> None:
+    """Write a render file atomically (a failure leaves no file at ``path``)."""
+    smpl = record.smpl
+    camera = record.camera
+    frames = len(record.depth)
+    with atomic_h5(path, "render", record.attrs()) as h5:
         group = h5.create_group("smpl")
         for name in ("global_orient", "body_pose", "transl"):
-            write_dataset(group, name, np.asarray(smpl[name], dtype=np.float32))
-        write_dataset(group, "betas", np.asarray(smpl["betas"], dtype=np.float32), per_frame=False)
-        joint_error = np.asarray(smpl["joint_error_mm"], dtype=np.float32)
+            write_dataset(group, name, np.asarray(getattr(smpl, name), dtype=np.float32))
+        write_dataset(group, "betas", np.asarray(smpl.betas, dtype=np.float32), per_frame=False)
+        joint_error = np.asarray(smpl.joint_error_mm, dtype=np.float32)
         write_dataset(group, "joint_error_mm", joint_error, per_frame=False, units="mm")
-        group.attrs["fit_error_mm"] = float(smpl["fit_error_mm"])
-        group.attrs["fit"] = str(smpl["fit"])
-        group.attrs["body"] = str(smpl["body"])
+        group.attrs["fit_error_mm"] = float(smpl.fit_error_mm)
+        group.attrs["fit"] = str(smpl.method)
+        group.attrs["body"] = str(record.body)
         group = h5.create_group("camera")
         write_dataset(group, "intrinsics", camera.intrinsics.astype(np.float64), per_frame=False)
         write_dataset(group, "extrinsics", camera.frame_extrinsics(frames), per_frame=False)
         group.attrs["resolution"] = int(camera.height)
         group.attrs["yfov_deg"] = float(camera.yfov_deg)
-        group.attrs["mode"] = str(data["camera_mode"])
+        group.attrs["mode"] = str(record.camera_mode)
         group.attrs["convention"] = (
             "extrinsics (F, 4, 4): world->camera of every frame, OpenCV axes (x right, y down, z forward); "
             "pixel (u, v) = (K X)[:2] / z, pixel (i, j) centre at (j + 0.5, i + 0.5)"
         )
-        write_dataset(h5, "depth", np.asarray(data["depth"], dtype=np.float32), units="metres")
+        write_dataset(h5, "depth", np.asarray(record.depth, dtype=np.float32), units="metres")
         write_dataset(
-            h5, "control", np.asarray(data["control"], dtype=np.uint8), encoding=data["control_encoding"]
+            h5, "control", np.asarray(record.control, dtype=np.uint8), encoding=record.control_encoding
         )
-        write_dataset(h5, "iuv", np.asarray(data["iuv"], dtype=np.uint8))
-        write_dataset(h5, "face_id", np.asarray(data["face_id"], dtype=np.int32))
-        write_dataset(h5, "barycentric", np.asarray(data["barycentric"], dtype=np.float16))
-        write_dataset(h5, "mask", np.asarray(data["mask"], dtype=np.uint8))
+        write_dataset(h5, "iuv", np.asarray(record.iuv, dtype=np.uint8))
+        write_dataset(h5, "face_id", np.asarray(record.face_id, dtype=np.int32))
+        write_dataset(h5, "barycentric", np.asarray(record.barycentric, dtype=np.float16))
+        write_dataset(h5, "mask", np.asarray(record.mask, dtype=np.uint8))
         group = h5.create_group("mesh")
-        mesh = data["mesh"]
         write_dataset(
-            group, "rest_vertices", np.asarray(mesh["rest_vertices"], dtype=np.float32), per_frame=False
+            group, "rest_vertices", np.asarray(record.rest_vertices, dtype=np.float32), per_frame=False
         )
-        write_dataset(group, "faces", np.asarray(mesh["faces"], dtype=np.int64), per_frame=False)
-        write_dataset(group, "vertex_iuv", np.asarray(mesh["vertex_iuv"], dtype=np.float32), per_frame=False)
+        write_dataset(group, "faces", np.asarray(record.faces, dtype=np.int64), per_frame=False)
+        write_dataset(group, "vertex_iuv", np.asarray(record.vertex_iuv, dtype=np.float32), per_frame=False)
 
 
 FIELDS = (*FRAME_DATASETS, "smpl", "camera", "mesh")
@@ -104,7 +143,7 @@ def read_render(path: str | os.PathLike, fields: Collection[str] = FIELDS) -> di
         raise ValueError(f"read_render: unknown field(s) {sorted(unknown)}; fields: {', '.join(FIELDS)}")
     fmt = "render"
     with open_intermediate(path, fmt) as h5:
-        out: dict[str, Any] = {"attrs": {k: _plain(v) for k, v in h5.attrs.items()}}
+        out: dict[str, Any] = {"attrs": {key: read_attr(h5, key) for key in h5.attrs}}
         shape: tuple[int, ...] | None = None
         for name in (f for f in FRAME_DATASETS if f in fields):
             channels = (3,) if name in ("iuv", "barycentric") else ()
@@ -119,7 +158,7 @@ def read_render(path: str | os.PathLike, fields: Collection[str] = FIELDS) -> di
                         "with R a multiple of 64; rerun rule 'render'"
                     )
         if "control" in h5:
-            out["control_encoding"] = _plain(h5["control"].attrs.get("encoding", "near_bright"))
+            out["control_encoding"] = read_attr(h5["control"], "encoding", "near_bright")
         if "smpl" in fields:
             out["smpl"] = _read_smpl(h5, fmt, shape[0] if shape else None)
         if "camera" in fields:
@@ -160,7 +199,7 @@ def _read_smpl(h5, fmt: str, frames: int | None) -> dict[str, Any]:
             raise IntermediateFileError(
                 f"{h5.filename}: attribute 'smpl/{key}' is missing; rerun rule 'render'"
             )
-        smpl[key] = _plain(h5["smpl"].attrs[key])
+        smpl[key] = read_attr(h5["smpl"], key)
     return smpl
 
 
@@ -168,9 +207,9 @@ def _read_camera(h5, fmt: str, height: int | None, frames: int | None) -> dict[s
     camera = {
         "intrinsics": read_h5_dataset(h5, "camera/intrinsics", fmt, shape=(3, 3)),
         "extrinsics": read_h5_dataset(h5, "camera/extrinsics", fmt, shape=(frames, 4, 4)),
-        "resolution": int(h5["camera"].attrs.get("resolution", -1)),
-        "yfov_deg": float(h5["camera"].attrs.get("yfov_deg", np.nan)),
-        "camera_mode": _plain(h5["camera"].attrs.get("mode", "")),
+        "resolution": int(read_attr(h5["camera"], "resolution", -1)),
+        "yfov_deg": float(read_attr(h5["camera"], "yfov_deg", np.nan)),
+        "camera_mode": read_attr(h5["camera"], "mode", ""),
     }
     if camera["camera_mode"] not in ("fixed", "follow"):
         raise IntermediateFileError(
@@ -214,12 +253,3 @@ def _check_consistency(out: dict[str, Any], source: str) -> None:
         raise IntermediateFileError(
             f"{source}: {', '.join(repr(n) for n in foregrounds)} disagree on the foreground; {hint}"
         )
-
-
-def _plain(value: Any) -> Any:
-    """HDF5 attribute → plain Python value (bytes → str, numpy scalars → Python)."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
