@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 
 from latentman.correspondence import (
+    CorrespondenceInputs,
+    CorrespondenceRecord,
+    CorrespondenceSettings,
     compute_correspondences,
     correspond,
     downsample,
@@ -15,6 +18,7 @@ from latentman.correspondence import (
     write_correspondence,
 )
 from latentman.correspondence.match import match_hungarian
+from latentman.correspondence.stage import run
 from latentman.errors import IntermediateFileError
 from latentman.io import atomic_h5, checksum, write_dataset
 
@@ -171,10 +175,11 @@ def test_file_roundtrip_and_rerun_identical(tmp_path):
     iuv = iuv.repeat(2, axis=1).repeat(2, axis=2)  # 64² render -> grids 8² and 32²
     render = write_render(tmp_path / "r.h5", iuv, surface=False)
     digests = []
-    for run in range(2):
-        out = tmp_path / f"c{run}.h5"
-        res = compute_correspondences(read_render_inputs(render, "hungarian"), "prev")
-        write_correspondence(out, res, "prev", "hungarian")
+    settings = CorrespondenceSettings.from_config({"method": "hungarian", "surface_radius": None})
+    for attempt in range(2):
+        out = tmp_path / f"c{attempt}.h5"
+        record = run(CorrespondenceInputs(render, "prev"), settings)
+        write_correspondence(out, record)
         data = read_correspondence(out)
         digests.append(
             {g: data[g]["source"].tobytes() + data[g]["cost"].tobytes() for g in ("latent", "guidance")}
@@ -183,6 +188,37 @@ def test_file_roundtrip_and_rerun_identical(tmp_path):
     assert data["latent"]["source"].shape == (3, 8, 8)
     assert data["guidance"]["iuv"].shape == (3, 32, 32, 3)
     assert data["reference_index"].tolist() == [-1, 0, 1]
+    assert (tmp_path / "c0.h5").read_bytes() == (tmp_path / "c1.h5").read_bytes()
+
+
+def test_run_gives_the_record_the_file_holds(tmp_path):
+    """run reads the render file and writes nothing; its record is what write_correspondence stores, the
+    same file as the maps of compute_correspondences written with their reference and method."""
+    iuv = (
+        np.concatenate([blob_iuv(), blob_iuv(shift=(1, 0)), blob_iuv(shift=(2, 1))]).repeat(2, 1).repeat(2, 2)
+    )
+    render = write_render(tmp_path / "r.h5", iuv, surface=False)
+    settings = CorrespondenceSettings.from_config({"method": "hungarian", "surface_radius": None}, workers=2)
+    assert settings == CorrespondenceSettings("hungarian", None, 2)
+    record = run(CorrespondenceInputs(render, "prev_new"), settings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
+    assert isinstance(record, CorrespondenceRecord)
+    assert (record.method, record.reference, list(record.grids)) == (
+        "hungarian",
+        "prev_new",
+        ["latent", "guidance"],
+    )
+    assert record.grids["latent"].grid == 8 and record.grids["guidance"].grid == 32
+    write_correspondence(tmp_path / "c.h5", record)
+    data = read_correspondence(tmp_path / "c.h5")
+    assert (data["method"], data["reference"]) == ("hungarian", "prev_new")
+    np.testing.assert_array_equal(data["reference_index"], record.reference_index)
+    for name, grid in record.grids.items():
+        np.testing.assert_array_equal(data[name]["source"], grid.source)
+        np.testing.assert_array_equal(data[name]["iuv"], grid.iuv)
+    maps = compute_correspondences(read_render_inputs(render, "hungarian"), "prev_new", workers=2)
+    write_correspondence(tmp_path / "d.h5", maps, "prev_new", "hungarian")
+    assert (tmp_path / "c.h5").read_bytes() == (tmp_path / "d.h5").read_bytes()
 
 
 def test_surface_method_recovers_translation(tmp_path):

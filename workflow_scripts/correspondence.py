@@ -1,18 +1,17 @@
 """Rule correspondence: results/render/{prompt}.h5 -> results/correspondence/{prompt}/{reference}.h5."""
 
-from latentman.correspondence import correspondence_stage
+from latentman.correspondence.stage import CorrespondenceInputs, CorrespondenceSettings, run
+from latentman.correspondence.storage import write_correspondence
 from latentman.scripting import run_step
 
 
 def main(smk):
-    correspondence_stage(
-        smk.input.render,
-        smk.output.correspondence,
-        smk.wildcards.reference,
-        smk.params.method,
-        smk.params.radius,
-        workers=smk.threads,
+    settings = CorrespondenceSettings.from_config(
+        {"method": smk.params.method, "surface_radius": smk.params.radius}, workers=smk.threads
     )
+    inputs = CorrespondenceInputs(render=smk.input.render, reference=smk.wildcards.reference)
+    record = run(inputs, settings)
+    write_correspondence(smk.output.correspondence, record)
 
 
 run_step(snakemake, main)  # noqa: F821

@@ -1,16 +1,19 @@
 """The correspondence stage for one prompt and reference mode: render IUV (+ surface points) → dense maps at
-the latent and guidance grids (layout: latentman.correspondence.storage)."""
+the latent and guidance grids (:func:`run`; the record and layout: latentman.correspondence.storage)."""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from latentman.config import grids
 from latentman.correspondence.match import correspond, downsample, surface_points
-from latentman.correspondence.storage import write_correspondence
+from latentman.correspondence.storage import CorrespondenceRecord
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +52,43 @@ def compute_correspondences(
     return out
 
 
-def correspondence_stage(
-    render_path: str | os.PathLike,
-    output_path: str | os.PathLike,
-    reference: str,
-    method: str,
-    radius: float | None,
-    workers: int = 1,
-) -> None:
-    """Render file → correspondence file for one reference mode."""
-    render = read_render_inputs(render_path, method)
-    result = compute_correspondences(render, reference, method, radius, source=render_path, workers=workers)
-    write_correspondence(output_path, result, reference, method)
+@dataclass(frozen=True)
+class CorrespondenceSettings:
+    """The ``correspondence:`` settings a correspondence file depends on, typed once, and the threads."""
+
+    method: str = "hungarian"  # hungarian | surface
+    surface_radius: float | None = None  # metres; the surface method only
+    workers: int = 1  # threads of the solver (the job's threads), not a config key
+
+    @classmethod
+    def from_config(cls, correspondence: Mapping[str, Any], workers: int = 1) -> CorrespondenceSettings:
+        """Settings from a validated mapping with ``method`` and ``surface_radius`` (``None`` or absent
+        unless the method is surface)."""
+        radius = correspondence.get("surface_radius")
+        return cls(
+            method=str(correspondence["method"]),
+            surface_radius=None if radius is None else float(radius),
+            workers=int(workers),
+        )
+
+
+@dataclass(frozen=True)
+class CorrespondenceInputs:
+    """What the stage reads: the prompt's render file and the reference mode of the file to make."""
+
+    render: str | os.PathLike  # results/render/{prompt}.h5
+    reference: str  # prev | first | prev_new
+
+
+def run(inputs: CorrespondenceInputs, settings: CorrespondenceSettings) -> CorrespondenceRecord:
+    """Render file → the correspondence file's record for one reference mode. Computes; writes nothing."""
+    render = read_render_inputs(inputs.render, settings.method)
+    results = compute_correspondences(
+        render,
+        inputs.reference,
+        settings.method,
+        settings.surface_radius,
+        source=inputs.render,
+        workers=settings.workers,
+    )
+    return CorrespondenceRecord.from_results(results, inputs.reference, settings.method)

@@ -2,37 +2,92 @@
 its one writer and one reader.
 
 Per grid g in {latent, guidance}: ``/{g}/iuv`` (F,g,g,3) uint8, ``/{g}/source`` (F,g,g) int32 (flat index
-of the matched reference cell, -1 = none), ``/{g}/cost`` (F,) float64; ``/reference_index`` (F,) int32.
+of the matched reference cell, -1 = none), ``/{g}/cost`` (F,) float64, attrs ``grid``, ``solver``, ``method``,
+``reference``; ``/reference_index`` (F,) int32; root attrs ``method``, ``reference``.
+:class:`CorrespondenceRecord` is the file's content in memory: :func:`write_correspondence` takes it;
+:func:`read_correspondence` returns ``{"reference_index", "method", "reference", grid: {iuv, source, cost,
+grid}}`` (what the generation and evaluation stages read).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from latentman.errors import IntermediateFileError
-from latentman.io import atomic_h5, open_intermediate, read_h5_dataset, write_dataset
+from latentman.io import atomic_h5, open_intermediate, read_attr, read_h5_dataset, write_dataset
 
 log = logging.getLogger(__name__)
 FORMAT = "correspondence"
 
 
-def write_correspondence(path, result: dict[str, dict], reference: str, method: str) -> None:
-    """Write the correspondence file atomically (no half-written file on error)."""
-    first = next(iter(result.values()))
+@dataclass(frozen=True, eq=False)
+class GridCorrespondence:
+    """The maps at one grid: group ``/{latent,guidance}`` of the file."""
+
+    grid: int  # g: the grid is g x g cells
+    iuv: np.ndarray  # (F, g, g, 3) uint8: the IUV matched (for prev_new the relabelled chain)
+    source: np.ndarray  # (F, g, g) int32: flat index of the matched reference cell, -1 = none
+    cost: np.ndarray  # (F,) float64: assignment cost of every frame
+    solver: str | None  # which solver ran (None: no frame had anything to match)
+
+
+@dataclass(frozen=True, eq=False)
+class CorrespondenceRecord:
+    """What a correspondence file holds, as latentman.correspondence.stage.run makes it."""
+
+    method: str  # hungarian | surface
+    reference: str  # prev | first | prev_new
+    reference_index: np.ndarray  # (F,) int32: every frame's reference frame, -1 for frame 0
+    grids: Mapping[str, GridCorrespondence]  # latent and guidance, in the order they are written
+
+    @classmethod
+    def from_results(
+        cls, results: Mapping[str, Mapping[str, Any]], reference: str, method: str
+    ) -> CorrespondenceRecord:
+        """The record of ``{grid name: latentman.correspondence.match.correspond(...) result + "grid"}``;
+        the reference indices are the first grid's (every grid has the same)."""
+        first = next(iter(results.values()))
+        grids = {
+            name: GridCorrespondence(
+                grid=int(r["grid"]), iuv=r["iuv"], source=r["source"], cost=r["cost"], solver=r["solver"]
+            )
+            for name, r in results.items()
+        }
+        return cls(method=method, reference=reference, reference_index=first["reference_index"], grids=grids)
+
+
+def write_correspondence(
+    path: str | os.PathLike,
+    record: CorrespondenceRecord | Mapping[str, Mapping[str, Any]],
+    reference: str | None = None,
+    method: str | None = None,
+) -> None:
+    """Write the correspondence file atomically (no half-written file on error).
+
+    ``record`` is a :class:`CorrespondenceRecord`; tests that build the maps by hand may pass
+    ``{grid name: result}`` with ``reference`` and ``method`` instead (``CorrespondenceRecord.from_results``).
+    """
+    if not isinstance(record, CorrespondenceRecord):
+        record = CorrespondenceRecord.from_results(record, reference, method)
+    method = record.method
+    reference = record.reference
     with atomic_h5(path, FORMAT, {"method": method, "reference": reference}) as h5:
-        write_dataset(h5, "reference_index", first["reference_index"], per_frame=False)
-        for name, r in result.items():
+        write_dataset(h5, "reference_index", record.reference_index, per_frame=False)
+        for name, r in record.grids.items():
             grp = h5.create_group(name)
-            grp.attrs["grid"] = int(r["grid"])
-            grp.attrs["solver"] = r["solver"] or "none"
+            grp.attrs["grid"] = int(r.grid)
+            grp.attrs["solver"] = r.solver or "none"
             grp.attrs["method"] = method
             grp.attrs["reference"] = reference
-            write_dataset(grp, "iuv", r["iuv"].astype(np.uint8))
-            write_dataset(grp, "source", r["source"].astype(np.int32))
-            write_dataset(grp, "cost", r["cost"].astype(np.float64), per_frame=False)
+            write_dataset(grp, "iuv", r.iuv.astype(np.uint8))
+            write_dataset(grp, "source", r.source.astype(np.int32))
+            write_dataset(grp, "cost", r.cost.astype(np.float64), per_frame=False)
 
 
 def read_correspondence(path: str | os.PathLike) -> dict:
@@ -48,14 +103,14 @@ def read_correspondence(path: str | os.PathLike) -> dict:
                 "0); delete it and rerun rule 'correspondence'"
             )
         out["reference_index"] = ref
-        out["method"] = str(h5.attrs.get("method", ""))
-        out["reference"] = str(h5.attrs.get("reference", ""))
+        out["method"] = str(read_attr(h5, "method", ""))
+        out["reference"] = str(read_attr(h5, "reference", ""))
         for name in ("latent", "guidance"):
             if name not in h5 or "grid" not in h5[name].attrs:
                 raise IntermediateFileError(
                     f"{path}: group '/{name}' is missing; delete it and rerun rule 'correspondence'"
                 )
-            g = int(h5[name].attrs["grid"])
+            g = int(read_attr(h5[name], "grid"))
             iuv = read_h5_dataset(h5, f"{name}/iuv", FORMAT, shape=(n, g, g, 3), dtype=np.uint8)
             src = read_h5_dataset(h5, f"{name}/source", FORMAT, shape=(n, g, g), dtype=np.int32)
             cost = read_h5_dataset(h5, f"{name}/cost", FORMAT, shape=(n,), dtype=np.float64)
