@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latentman.correspondence.storage import write_correspondence
+from latentman.correspondence.storage import CorrespondenceRecord, GridCorrespondence, write_correspondence
 from latentman.errors import IntermediateFileError
 from latentman.io import atomic_h5, write_dataset
-from latentman.metrics.evaluate import evaluate_video
 from latentman.metrics.h_mse import h_mse, h_mse_official, resize_bilinear, sample_nearest
+from latentman.metrics.stage import EvaluationInputs, EvaluationSettings, run
+from latentman.metrics.storage import EvaluationRecord, read_evaluation, write_evaluation
 
 GRID = 8
 
@@ -105,32 +106,44 @@ def write_inputs(tmp_path, frames, source, iuv):
         {
             "settings": {"method": "t2v_zero"},
             "seed": 7,
+            "prompt": "a person",
+            "model_ids": {},
+            "model_hashes": {},
+            "versions": {},
+            "device": "cpu",
+            "dtype": "float32",
             "wall_time_s": 1.5,
             "peak_memory_mb": 321.0,
-            "device": "cpu",
+            "note": "",
+            "pwg_losses": {},
         },
     ) as h5:
         write_dataset(h5, "frames", frames)
     corr_path = tmp_path / "prev.h5"
     count, grid = source.shape[:2]
     latent = grid // 4
-    result = {
-        "latent": {"source": np.full((count, latent, latent), -1, np.int32), "grid": latent},
-        "guidance": {"source": source.astype(np.int32), "grid": grid},
-    }
-    for item in result.values():
-        step = grid // item["grid"]
-        item.update(
-            iuv=iuv[:, ::step, ::step],
-            reference_index=np.arange(-1, count - 1, dtype=np.int32),
+    sources = {"latent": np.full((count, latent, latent), -1, np.int32), "guidance": source.astype(np.int32)}
+    grids = {
+        name: GridCorrespondence(
+            grid=maps.shape[1],
+            iuv=iuv[:, :: grid // maps.shape[1], :: grid // maps.shape[1]],
+            source=maps,
             cost=np.zeros(count),
             solver="test",
         )
-    write_correspondence(corr_path, result, reference="prev", method="hungarian")
+        for name, maps in sources.items()
+    }
+    reference_index = np.arange(-1, count - 1, dtype=np.int32)
+    write_correspondence(corr_path, CorrespondenceRecord("hungarian", "prev", reference_index, grids))
     return frames_path, corr_path
 
 
-def test_evaluate_video_agrees_with_independent_recomputation(tmp_path):
+def evaluate(frames_path, corr_path, clip_model=None) -> EvaluationRecord:
+    inputs = EvaluationInputs(frames_path, corr_path, "p", "v", prompt_text="a person")
+    return run(inputs, EvaluationSettings.from_config({"clip_eval": clip_model}))
+
+
+def test_evaluation_agrees_with_independent_recomputation(tmp_path):
     rng = np.random.default_rng(3)
     count, size, grid = 4, 32, 16
     frames = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
@@ -144,7 +157,8 @@ def test_evaluate_video_agrees_with_independent_recomputation(tmp_path):
     iuv[..., 0] = rng.integers(0, 25, (count, grid, grid))
     iuv[..., 1:] = rng.integers(0, 256, (count, grid, grid, 2))
     frames_path, corr_path = write_inputs(tmp_path, frames, source, iuv)
-    record = evaluate_video(frames_path, corr_path, "p", "v")
+    result = evaluate(frames_path, corr_path)
+    record = result.as_dict()
     json.dumps(record, allow_nan=False)  # valid JSON
     # independent: explicit loops over pixels
     pairs = []
@@ -166,6 +180,34 @@ def test_evaluate_video_agrees_with_independent_recomputation(tmp_path):
     assert record["wall_time_s"] == 1.5 and record["peak_memory_mb"] == 321.0 and record["seed"] == 7
     assert record["settings"] == {"method": "t2v_zero"} and record["format"] == "eval"
     assert record["clip_score"] is None and "clip_eval" in record["clip_note"]
+    # the file is the record's as_dict, keys in this order; reading it back gives the record again
+    assert list(record) == [
+        "format",
+        "format_version",
+        "prompt",
+        "variant",
+        "settings",
+        "seed",
+        "frames",
+        "resolution",
+        "h_mse",
+        "h_mse_official",
+        "clip_score",
+        "clip_note",
+        "wall_time_s",
+        "peak_memory_mb",
+        "device",
+        "note",
+        "pwg_losses",
+    ]
+    write_evaluation(tmp_path / "e.json", result)
+    assert json.loads((tmp_path / "e.json").read_text()) == record
+    assert EvaluationRecord.from_dict(read_evaluation(tmp_path / "e.json")).as_dict() == record
+    missing = str(tmp_path / "no_clip")
+    assert (
+        evaluate(frames_path, corr_path, missing).clip_note
+        == f"models.clip_eval = {missing!r} is not a folder"
+    )
 
 
 def test_frame_count_mismatch_is_reported(tmp_path):
@@ -182,4 +224,4 @@ def test_evaluation_refuses_videos_without_a_matched_body_pixel(tmp_path):
     iuv = np.zeros((count, grid, grid, 3), np.uint8)
     frames_path, corr_path = write_inputs(tmp_path, frames, source, iuv)
     with pytest.raises(IntermediateFileError, match="no frame pair has a matched body pixel"):
-        evaluate_video(frames_path, corr_path, "p", "v")
+        evaluate(frames_path, corr_path)
