@@ -5,7 +5,7 @@ The package holds the library code of every workflow stage (no Snakemake inside)
     motion -> body/render -> correspondence -> generation -> metrics
 
 Each subpackage's docstring names its input file, output file and array layouts
-(see DESIGN.md §3 and the README's architecture section).
+(see the README's "Architecture" and "Outputs" sections).
 """
 
 from latentman.errors import LatentmanError

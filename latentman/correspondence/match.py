@@ -1,4 +1,5 @@
-"""Cross-frame dense correspondences at one grid (DESIGN.md §5; official code §7).
+"""Cross-frame dense correspondences at one grid (README "Stages > Correspondences"; the official code's
+differences from the paper: README "Deviations from the paper and the official code").
 
 Input: downsampled IUV maps ``(F, g, g, 3)`` uint8 (I part 0..24, U, V 0..255) and, for the
 ``surface`` method, each pixel's canonical surface point ``(F, g, g, 3)`` (NaN = background).
