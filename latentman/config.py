@@ -7,9 +7,7 @@ Validation runs at workflow start (rules/common.smk) before any job: every probl
 from __future__ import annotations
 
 import copy
-import math
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,8 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from latentman.errors import ConfigError, LatentmanError
+from latentman.errors import ConfigError
+from latentman.generation.methods import block_readers, get_method, method_names, settings_blocks
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 PROMPT_COLUMNS = ["id", "motion", "prompt", "negative_prompt", "frames", "seed", "motion_file"]
@@ -29,9 +28,18 @@ GUIDANCE_FACTOR = 2
 
 
 def load_schema(name: str, schema_dir: str | os.PathLike | None = None) -> dict:
+    """A schema of schemas/; the config's gets the registered methods (the ``method`` enum and each method's
+    settings block, declared in its module of latentman.generation.methods)."""
     path = Path(schema_dir or SCHEMA_DIR) / f"{name}.schema.yaml"
     with open(path) as handle:
-        return yaml.safe_load(handle)
+        schema = yaml.safe_load(handle)
+    if name == "config":
+        settings = schema["definitions"]["generation_settings"]["properties"]
+        settings["method"] = {"type": "string", "enum": method_names()}
+        settings.update(
+            {block.name: copy.deepcopy(dict(block.schema)) for block in settings_blocks().values()}
+        )
+    return schema
 
 
 def _key_path(path) -> str:
@@ -130,24 +138,31 @@ def grids(resolution: int) -> dict[str, int]:
 def resolve_variant(config: Mapping, name: str) -> dict:
     """The full generation settings of variant ``name``: defaults merged with its overrides.
 
-    ``method: latentman`` is the t2v_zero backbone with SLA and PWG switched on unless the
-    variant switches them off explicitly.
+    A preset method (``method: latentman``: the t2v_zero backbone with SLA and PWG) switches its modules on
+    unless the variant sets them itself.
     """
     variants = config["variants"]
     if name not in variants:
         raise ConfigError(f"variant {name!r} is not defined (defined: {', '.join(sorted(variants))})")
     overrides = variants[name] or {}
     settings = deep_merge(config["generation"]["defaults"], overrides)
-    if settings.get("method") == "latentman":
-        for module in ("sla", "pwg"):
-            if "enabled" not in (overrides.get(module) or {}):
-                settings[module]["enabled"] = True
+    method = get_method(settings["method"])
+    for module, switches in method.preset.items():
+        for key, value in switches.items():
+            if key not in (overrides.get(module) or {}):
+                settings[module][key] = value
     settings["name"] = name
     return settings
 
 
+def video_seed(settings_seed: int | None, row_seed: int) -> int:
+    """The seed of a video: the variant's ``seed`` when set, else the prompt row's (the one place that says
+    so: the workflow's params and the generation stage both ask here)."""
+    return int(row_seed if settings_seed is None else settings_seed)
+
+
 def check_variant_settings(settings: Mapping, where: str) -> None:
-    """Checks the schema cannot express: step ranges inside the schedule."""
+    """Checks the schema cannot express: step ranges inside the schedule, then the method's own checks."""
     steps = settings["num_inference_steps"]
     for module in ("sla", "pwg"):
         first, last = settings[module]["steps"]
@@ -158,41 +173,7 @@ def check_variant_settings(settings: Mapping, where: str) -> None:
                 f"{where}.{module}.steps = [{first}, {last}] is outside the schedule "
                 f"(num_inference_steps = {steps}: allowed step indices 0..{steps - 1})"
             )
-    dynamics = settings["t2v_zero"]
-    if settings["method"] == "masactrl":
-        # MasaCtrl has its own attention (mutual self-attention) and no latent motion: say so, do not ignore
-        if settings["attention"] != "first":
-            raise ConfigError(
-                f"{where}.attention = {settings['attention']!r} has no effect with method masactrl (mutual "
-                "self-attention to the first frame from masactrl.start_step); leave attention at 'first' "
-                "or use method t2v_zero"
-            )
-        if dynamics["motion_dynamics"]:
-            raise ConfigError(
-                f"{where}.t2v_zero.motion_dynamics = true has no effect with method masactrl; switch it off "
-                "or use method t2v_zero"
-            )
-    elif dynamics["motion_dynamics"] and settings["initial_noise"] == "per_frame":
-        raise ConfigError(
-            f"{where}.initial_noise = 'per_frame' has no effect with t2v_zero.motion_dynamics = true (every "
-            "frame's x_T is derived from the first frame's); switch one of them off"
-        )
-    elif dynamics["motion_dynamics"] and dynamics["delta_t"] >= steps:
-        raise ConfigError(
-            f"{where}.t2v_zero.delta_t = {dynamics['delta_t']} is outside the schedule: motion dynamics "
-            f"denoises delta_t of the {steps} steps (allowed 0..{steps - 1})"
-        )
-    windows = settings["animatediff"]
-    if settings["method"] == "animatediff" and windows["context_stride"] > windows["context_length"]:
-        raise ConfigError(
-            f"{where}.animatediff.context_stride = {windows['context_stride']} is longer than context_length "
-            f"= {windows['context_length']}: frames between the motion windows would be left out"
-        )
-    masactrl = settings["masactrl"]
-    if settings["method"] == "masactrl" and masactrl["start_step"] >= steps:
-        raise ConfigError(
-            f"{where}.masactrl.start_step = {masactrl['start_step']} is outside the schedule (0..{steps - 1})"
-        )
+    get_method(settings["method"]).check(settings, where)
 
 
 def validate_config(config: Mapping, source: str = "config") -> dict:
@@ -218,41 +199,24 @@ def validate_config(config: Mapping, source: str = "config") -> dict:
         settings = resolve_variant(config, name)
         check_variant_settings(settings, f"{source}: {label}")
         overrides = config["variants"][name] or {}
-        _check_backbone_only_keys(settings["method"], overrides, f"{source}: {label}")
-        if settings["method"] == "animatediff":
-            _check_animatediff_variant(config, overrides, f"{source}: {label}")
+        method = get_method(settings["method"])
+        _check_unread_blocks(settings["method"], overrides, f"{source}: {label}")
+        method.check_variant(config, overrides, f"{source}: {label}")
     return dict(config)
 
 
-# Settings blocks named after the one method that reads them: on a variant of another method they would be
-# ignored.
-BACKBONE_BLOCKS = ("animatediff", "masactrl")
-
-
-def _check_backbone_only_keys(method: str, overrides: Mapping, where: str) -> None:
-    """A variant that sets another backbone's block gets an error, not a silently ignored setting."""
-    for backbone in BACKBONE_BLOCKS:
-        if backbone in overrides and method != backbone:
+def _check_unread_blocks(method: str, overrides: Mapping, where: str) -> None:
+    """A variant that sets a block its method does not read (another backbone's) gets an error, not a
+    silently ignored setting."""
+    for block in settings_blocks():
+        if block in overrides and block not in get_method(method).blocks:
+            readers = block_readers(block)
+            owner = "method " + readers[0] if len(readers) == 1 else "methods " + ", ".join(readers)
             raise ConfigError(
-                f"{where}.{backbone} = {dict(overrides[backbone])} has no effect with method {method} (only "
-                f"method {backbone} reads it); remove it from this variant or set method: {backbone}"
+                f"{where}.{block} = {dict(overrides[block])} has no effect with method {method} (only "
+                f"{owner} {'reads' if len(readers) == 1 else 'read'} it); remove it from this variant or set "
+                f"method: {readers[0]}"
             )
-
-
-def _check_animatediff_variant(config: Mapping, overrides: Mapping, where: str) -> None:
-    """An AnimateDiff variant needs an adapter, and denoises the whole video at once (no chunks)."""
-    if not config["models"].get("motion_adapter"):
-        raise ConfigError(
-            f"{where}: method animatediff needs models.motion_adapter (null now): a diffusers MotionAdapter "
-            "folder (guoyww/animatediff-motion-adapter-v1-5-2 for SD1.5), or embedded:tiny with the tiny "
-            "models"
-        )
-    if "chunk_size" in overrides:
-        raise ConfigError(
-            f"{where}.chunk_size = {overrides['chunk_size']} has no effect with method animatediff: its "
-            "motion modules attend across all frames, so the whole video is denoised in one batch (long "
-            "videos use animatediff.context_length windows); remove chunk_size from this variant"
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,110 +316,3 @@ CLIP_TOKEN_LIMIT = 75
 #: 225 tokens: a sane bound on the cross-attention length (three CLIP contexts).
 MAX_PROMPT_CHUNKS = 3
 PROMPT_TOKEN_LIMIT = CLIP_TOKEN_LIMIT * MAX_PROMPT_CHUNKS
-
-
-def minimum_clip_tokens(text: str) -> int:
-    """A lower bound on CLIP's BPE token count: every word and every punctuation mark is >= 1 token."""
-    return len(re.findall(r"[^\W_]+|[^\w\s]|_", text))
-
-
-def prompt_tokenizer(config: Mapping):
-    """The configured model's own CLIP tokenizer when its folder is here (a local SD folder or
-    embedded:toy), else None: the embedded test models' byte tokenizer says nothing about real CLIP."""
-    value = config["models"]["stable_diffusion"]
-    if value in ("embedded:tiny", "embedded:sd15-random"):
-        return None
-    from latentman.models.registry import resolve_path
-
-    try:
-        folder = resolve_path(value, "stable_diffusion", "results/models") / "tokenizer"
-    except LatentmanError:  # a repo id not in the Hugging Face cache: check_model_files says so
-        return None
-    if not (folder / "vocab.json").is_file() or not (folder / "merges.txt").is_file():
-        return None  # a missing model is reported, with where to get it, when it is loaded
-    from transformers import CLIPTokenizer
-
-    try:
-        return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except Exception:  # a damaged tokenizer is reported by the model loader, with the fix
-        return None
-
-
-def count_clip_tokens(text: str, tokenizer=None) -> tuple[int, bool]:
-    """(tokens without start/end, exact?): the tokenizer's count, or :func:`minimum_clip_tokens`."""
-    if tokenizer is None:
-        return minimum_clip_tokens(text), False
-    # verbose=False: transformers' "sequence longer than 77" warning is for inputs fed whole, not chunked
-    return len(tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids), True
-
-
-def _check_toy_prompt(text: str, where: str) -> None:
-    """embedded:toy reads only its caption grammar: other words would become meaningless characters."""
-    from latentman.toy.domain import PALETTE, caption_words
-
-    unknown = sorted(set(re.findall(r"[a-z]+|[^\w\s]", text.lower())) - set(caption_words()))
-    if unknown:
-        raise ConfigError(
-            f"{where}: the prompt (+ prompt_suffix, negative prompt) has words embedded:toy was never "
-            f"trained on ({', '.join(repr(w) for w in unknown[:8])}); the toy model reads only "
-            "'a person in a <colour> [striped|dotted] shirt, <colour> trousers and <colour> shoes' with "
-            f'colours {", ".join(PALETTE)} (set prompt_suffix and negative_prompt to ""), or point '
-            "models.stable_diffusion at real Stable Diffusion weights"
-        )
-
-
-def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, source: str = "prompts") -> None:
-    """Checks that need both files: frame counts that fit chunking and motion length."""
-    for prompt_id, row in prompts.iterrows():
-        if row["motion_file"]:
-            from latentman.io import not_the_file
-
-            path = Path(row["motion_file"])
-            problem = not_the_file(path) or (None if path.exists() else "not found")
-            if problem:
-                raise ConfigError(f"{source}: id {prompt_id!r}: motion_file {str(path)!r} {problem}")
-    from latentman.motion.library import choose_motion  # lazy: keeps `import latentman.config` light
-
-    mdm = config["models"]["mdm"]
-    defaults = config["generation"]["defaults"]
-    tokenizer = prompt_tokenizer(config)
-    # chunk width: 75 for CLIP; the model's own context when smaller (the toy model reads 24 = 22 + 2)
-    width = min(getattr(tokenizer, "model_max_length", 77), 77) - 2
-    limit = width * MAX_PROMPT_CHUNKS
-    for prompt_id, row in prompts.iterrows():
-        if not row["motion_file"] and not mdm:
-            # the built-in library must know the motion: say so now, not in a job minutes later
-            try:
-                choose_motion(row["motion"])
-            except LatentmanError as error:
-                raise ConfigError(f"{source}: id {prompt_id!r}: {error}") from None
-        suffix = defaults["prompt_suffix"]
-        if config["models"]["stable_diffusion"] == "embedded:toy":
-            negative = row["negative_prompt"] or defaults["negative_prompt"]
-            _check_toy_prompt(f"{row['prompt']}{suffix} {negative}", f"{source}: id {prompt_id!r}")
-        negative = row["negative_prompt"] or defaults["negative_prompt"]
-        for what, text in (
-            ("prompt (+ generation.defaults.prompt_suffix)", str(row["prompt"]) + str(suffix)),
-            ("negative prompt", str(negative)),
-        ):
-            tokens, exact = count_clip_tokens(text, tokenizer)
-            if tokens > limit:
-                raise ConfigError(
-                    f"{source}: id {prompt_id!r}: the {what} is {'' if exact else 'at least '}{tokens} "
-                    f"tokens; prompts are encoded in at most {MAX_PROMPT_CHUNKS} chunks of {width} "
-                    f"({limit} tokens) and the rest would be dropped: shorten it"
-                )
-    step = config["motion"]["frame_step"]
-    fps = config["motion"]["fps"]
-    if mdm:
-        # MDM generates at most 196 frames (9.8 s at 20 fps).
-        for prompt_id, row in prompts.iterrows():
-            needed = (row["frames"] - 1) * step + 1
-            if needed > 196:
-                raise ConfigError(
-                    f"{source}: id {prompt_id!r}: frames = {row['frames']} with motion.frame_step = {step} "
-                    f"needs {needed} motion frames ({needed / fps:.1f} s); "
-                    "MDM makes at most 196 (9.8 s at 20 fps)"
-                )
-    if not math.isfinite(float(fps)):
-        raise ConfigError(f"{source}: motion.fps must be finite")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from latentman.config import deep_merge, resolve_variant
 from latentman.errors import ConfigError
+from latentman.generation.methods import backbone_of
 
 
 @dataclass(frozen=True)
@@ -123,11 +124,11 @@ def sweep_prompts(sweep: Mapping, all_prompts: list[str], sweep_name: str = "swe
 
 def generation_key(settings: Mapping) -> str:
     """What a video depends on among a variant's resolved settings (:func:`latentman.config.resolve_variant`):
-    everything but the name. ``method: latentman`` counts as ``t2v_zero``: resolve_variant has already
-    switched SLA and PWG on, and generation branches on ``method == "masactrl"`` only."""
+    everything but the name, with a preset method counted as its backbone (``latentman`` as ``t2v_zero``:
+    resolve_variant has already applied the preset, and generation runs the backbone's hooks)."""
     key = {name: value for name, value in settings.items() if name != "name"}
-    if key.get("method") == "latentman":
-        key["method"] = "t2v_zero"
+    if "method" in key:
+        key["method"] = backbone_of(key["method"])
     return _canonical(key)
 
 

@@ -4,13 +4,10 @@ import difflib
 import os
 import sys
 
-from latentman.config import (
-    load_prompts,
-    resolve_variant,
-    validate_config,
-    validate_prompts_against_config,
-)
+from latentman.checks import validate_prompts_against_config
+from latentman.config import load_prompts, resolve_variant, validate_config, video_seed
 from latentman.errors import ConfigError, LatentmanError
+from latentman.generation.methods import get_method
 from latentman.models import TOY_DIR, check_model_files, check_motion_adapter_files
 from latentman.render.densepose import densepose_available
 from latentman.sweeps import (
@@ -102,7 +99,6 @@ def prompt_row(prompt):
 # Each rule's params carry exactly the values its stage reads, so an edit reruns only what depends on
 # it: new appearance text reruns generation, not the motion, render and correspondences it reuses.
 MDM_KEYS = ("mdm", "mdm_clip", "mdm_stats")
-GENERATION_MODEL_KEYS = ("stable_diffusion", "controlnet_depth")
 
 
 def motion_inputs(wildcards):
@@ -149,21 +145,18 @@ def correspondence_radius():
 def generation_request(wildcards):
     """What generation reads of a prompt row; the seed is the variant's, else the row's."""
     row = prompt_row(wildcards.prompt)
-    seed = variant_settings(wildcards.variant).get("seed")
     return {
         "prompt": row["prompt"],
         "negative_prompt": row["negative_prompt"],
         "frames": row["frames"],
-        "seed": row["seed"] if seed is None else seed,
+        "seed": video_seed(variant_settings(wildcards.variant)["seed"], row["seed"]),
     }
 
 
 def generation_models(variant):
-    """The model keys the variant's generation reads: models.motion_adapter only for method animatediff,
-    so a new adapter reruns the AnimateDiff videos and nothing else."""
-    keys = GENERATION_MODEL_KEYS
-    if variant_settings(variant)["method"] == "animatediff":
-        keys += ("motion_adapter",)
+    """The model keys the variant's method reads (latentman.generation.methods): models.motion_adapter only
+    for method animatediff, so a new adapter reruns the AnimateDiff videos and nothing else."""
+    keys = get_method(variant_settings(variant)["method"]).model_keys
     return {key: config["models"].get(key) for key in keys}
 
 

@@ -1,6 +1,7 @@
 """The AnimateDiff backbone (method: animatediff): motion adapter, motion UNet in the loop, windows."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from latentman.config import load_config, resolve_variant, validate_config
 from latentman.correspondence.storage import write_correspondence
 from latentman.errors import ConfigError, LatentmanError, ModelNotFoundError
-from latentman.generation import animatezero, generate_video, read_frames, write_frames
+from latentman.generation import GenerationInputs, animatezero, read_frames, write_frames
+from latentman.generation import run as generate
 from latentman.generation.animatediff import (
     WindowedMotionBlock,
     motion_unet,
@@ -250,26 +252,24 @@ def test_generate_video_records_the_backbone_schedule_and_adapter(models_dir, tm
         for grid in ("latent", "guidance")
     }
     write_correspondence(tmp_path / "corr.h5", result, reference="prev", method="hungarian")
-    row = {"id": "p", "prompt": "a person", "negative_prompt": "", "frames": 4, "seed": 3}
+    inputs = GenerationInputs("p", "a person", "", 4, 3, render, tmp_path / "corr.h5", models_dir=models_dir)
     models = TINY | {"motion_adapter": "embedded:tiny"}
     # PWG's third gradient mode (unet: the test above; full: the window test)
     s = settings(
         steps=2, sla={"enabled": True}, pwg={"enabled": True, "steps": [1, 1], "gradient": "decoder"}
     )
-    frames, attrs = generate_video(
-        row, s, models, render, tmp_path / "corr.h5", models_dir, "cpu", progress=False
-    )
-    write_frames(tmp_path / "frames.h5", frames, attrs)
-    _, meta = read_frames(tmp_path / "frames.h5")
+    record = generate(replace(inputs, models=models, device="cpu"), s, progress=False)
+    write_frames(tmp_path / "frames.h5", record)
+    meta = read_frames(tmp_path / "frames.h5").attrs
     assert (
         meta["scheduler"]["beta_schedule"] == "linear" and meta["scheduler"]["timestep_spacing"] == "linspace"
     )
     assert meta["scheduler"]["steps_offset"] == 1 and meta["settings"]["method"] == "animatediff"
     assert meta["model_ids"]["motion_adapter"] == "embedded:tiny" and meta["model_hashes"]["motion_adapter"]
     assert meta["pwg_losses"]["steps"] == [1]
-    plain, plain_meta = generate_video(
-        row, settings("t2v_zero", steps=2), TINY, render, None, models_dir, "cpu"
-    )
+    plain_meta = generate(
+        replace(inputs, correspondence=None, models=TINY), settings("t2v_zero", steps=2)
+    ).attrs
     assert (
         plain_meta["scheduler"]["beta_schedule"] == "scaled_linear"
         and "motion_adapter" not in plain_meta["model_ids"]

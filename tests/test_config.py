@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from latentman.checks import validate_prompts_against_config
 from latentman.config import (
     deep_merge,
     grids,
@@ -16,7 +17,6 @@ from latentman.config import (
     load_prompts,
     resolve_variant,
     validate_config,
-    validate_prompts_against_config,
 )
 from latentman.errors import ConfigError
 from latentman.sweeps import register_sweeps
@@ -354,7 +354,7 @@ def test_prompts_longer_than_77_tokens_are_accepted_up_to_3_chunks(tmp_path, def
     (generation pipeline), so up to 225 tokens pass without a warning, transformers' included."""
     from transformers import CLIPTokenizer
 
-    from latentman.config import count_clip_tokens
+    from latentman.checks import count_clip_tokens
     from latentman.models.embedded import write_tiny_tokenizer
 
     folder = tmp_path / "sd" / "tokenizer"

@@ -1,6 +1,7 @@
 """Generation: SLA, PWG, cross-frame attention, chunking, methods, errors, files (tiny models, 64² frames)."""
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from latentman.config import load_config, resolve_variant
 from latentman.correspondence.storage import write_correspondence
 from latentman.errors import ConfigError, IntermediateFileError, LatentmanError
-from latentman.generation import generate_video, read_frames, write_frames
+from latentman.generation import GenerationInputs, read_frames, write_frames
+from latentman.generation import run as generate
 from latentman.generation.attention import CrossFrameAttnProcessor, FrameContext, MutualSelfAttnProcessor
 from latentman.generation.pipeline import LatentmanPipeline, resolve_device
 from latentman.generation.pwg import frame_loss, guidance_gradients, guidance_image, pixel_wise_guidance
@@ -318,13 +320,16 @@ def write_inputs(tmp_path, frames=4):
 
 def test_generate_video_files(models_dir, tmp_path):
     render, corr = write_inputs(tmp_path)
-    row = {"id": "p1", "prompt": "a dancer", "negative_prompt": "", "frames": 4, "seed": 7}
-    frames, attrs = generate_video(row, settings(), TINY, render, corr, models_dir, "cpu", progress=False)
+    inputs = GenerationInputs("p1", "a dancer", "", 4, 7, render, corr, TINY, models_dir, "cpu")
+    record = generate(inputs, settings(), progress=False)
+    frames = record.frames
     out = tmp_path / "v/frames.h5"
-    write_frames(out, frames, attrs)
+    write_frames(out, record)
     encode_videos(out, 8, tmp_path / "v/video.mp4", tmp_path / "v/video.gif", video_label("full", "p1"))
-    read, meta = read_frames(out)
-    assert np.array_equal(read, frames) and read.shape == (4, RES, RES, 3)
+    read = read_frames(out)
+    meta = read.attrs
+    assert read.attrs == record.attrs
+    assert np.array_equal(read.frames, frames) and read.frames.shape == (4, RES, RES, 3)
     assert meta["seed"] == 7 and meta["settings"]["sla"]["enabled"] and "random weights" in meta["note"]
     assert meta["peak_memory_mb"] > 0 and meta["model_hashes"]["stable_diffusion"]
     # the videos show the frames below the label banner: the GIF's first frame is the labelled frame
@@ -335,12 +340,12 @@ def test_generate_video_files(models_dir, tmp_path):
     assert gif.shape == labelled.shape and np.abs(gif.astype(int) - labelled).mean() < 8
     assert (tmp_path / "v/video.mp4").stat().st_size > 0
     with pytest.raises(IntermediateFileError, match="asks for 5"):
-        generate_video(row | {"frames": 5}, settings(), TINY, render, corr, models_dir, "cpu")
+        generate(replace(inputs, frames=5), settings())
     assert not list(tmp_path.glob("v/.tmp*"))
 
 
 def test_pwg_gradient_study_reports_every_guided_step(pipe):
-    from latentman.generation.pwg_study import gradient_study
+    from latentman_dev.pwg_study import gradient_study
 
     s = settings("latentman", steps=4, pwg={"gradient": "unet", "delta": 0.5}, chunk_size=2)
     frames = 3

@@ -71,7 +71,8 @@ def video_rows(frames_path: Path, geometry: dict, correspondence_path: Path) -> 
     from latentman.generation.storage import read_frames
     from latentman.metrics.h_mse import PART_GROUPS, combine_parts, h_mse, h_mse_by_part
 
-    frames, attrs = read_frames(frames_path)
+    video = read_frames(frames_path)
+    frames, attrs = video.frames, video.attrs
     source = geometry["source"]
     if source.shape[1] != grids(frames.shape[1])["guidance"]:
         raise IntermediateFileError(

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             path = args.results / "videos" / prompt_id / variant / "frames.h5"
             if not path.exists():
                 raise SystemExit(f"{path} is missing: run `snakemake --cores all` first")
-            frames, _ = read_frames(path)
+            frames = read_frames(path).frames
             picks = np.linspace(0, len(frames) - 1, args.columns).round().astype(int)
             tiles = [Image.fromarray(frames[i]).resize((args.size, args.size), Image.LANCZOS) for i in picks]
             row = Image.new("RGB", (label_width + args.size * len(tiles), args.size), "white")

@@ -14,7 +14,8 @@ def main(smk):
     plot_per_pair(records, groups, smk.output.per_pair)
     plot_bars(table, smk.output.bars)
     frames = {
-        group: read_frames(smk.input[f"frames_{k}"])[0] for k, group in enumerate(smk.params.contact_groups)
+        group: read_frames(smk.input[f"frames_{k}"]).frames
+        for k, group in enumerate(smk.params.contact_groups)
     }
     # the contact sheet's rows in the table's order (the same order as the bars and the lines)
     order = [variant for variant in table["variant"] if variant in frames]

@@ -1,19 +1,22 @@
 """Generation stage: render + correspondences + variant settings → frames.h5 (videos: rule encode_video).
 
-The denoising loop is latentman.generation.pipeline; the stage for one prompt and variant is
-latentman.generation.stage; the frames file is latentman.generation.storage.
+The methods (backbones and presets) are latentman.generation.methods; the denoising loop is
+latentman.generation.pipeline; the stage for one prompt and variant is latentman.generation.stage
+(``run(GenerationInputs, GenerationSettings) -> FramesRecord``); the frames file is
+latentman.generation.storage.
 """
 
-from latentman.generation.storage import read_frames, write_frames
+from latentman.generation.settings import GenerationSettings
+from latentman.generation.storage import FramesRecord, read_frames, write_frames
 
-__all__ = ["generate_video", "read_frames", "write_frames"]
+__all__ = ["FramesRecord", "GenerationInputs", "GenerationSettings", "read_frames", "run", "write_frames"]
 
 
 def __getattr__(name):
-    # generate_video imports torch and diffusers (seconds): only jobs that generate pay for them, not the
-    # video encoding, plots and gallery jobs that only read frames.h5.
-    if name == "generate_video":
-        from latentman.generation.stage import generate_video
+    # the stage imports torch and diffusers (seconds): only jobs that generate pay for them, not the video
+    # encoding, plots and gallery jobs that only read frames.h5.
+    if name in ("run", "GenerationInputs"):
+        from latentman.generation import stage
 
-        return generate_video
+        return getattr(stage, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -108,6 +108,9 @@ class FrameGroupNorm(torch.nn.Module):
 class MotionUNet(torch.nn.Module):
     """A ``UNetMotionModel`` called like a 2-D UNet on ``(2·F, 4, g, g)`` (see the module docstring)."""
 
+    #: the methods' prepare_unet hooks tell it from the plain UNet2DConditionModel
+    is_motion_unet = True
+
     def __init__(self, motion, adapter_id: str = ""):
         super().__init__()
         self.motion = motion
@@ -191,21 +194,14 @@ def motion_unet(unet, adapter, adapter_id: str = "") -> MotionUNet:
     return MotionUNet(motion.eval(), adapter_id)
 
 
-def prepare(unet, settings) -> None:
-    """Check that the UNet fits ``settings.method`` and set the motion windows of an animatediff variant."""
-    motion = isinstance(unet, MotionUNet)
-    if settings.method != "animatediff":
-        if motion:
-            raise LatentmanError(
-                f"method {settings.method} was given the AnimateDiff motion UNet; it runs the plain UNet"
-            )
-        return
-    if not motion:
+def set_motion_windows(unet, ad) -> None:
+    """Check that ``unet`` is a motion UNet whose adapter can take ``ad.context_length`` frames and set
+    its windows, temporal attention and norm from ``ad`` (the variant's ``animatediff`` settings)."""
+    if not getattr(unet, "is_motion_unet", False):
         raise ConfigError(
             "method animatediff needs the motion UNet: generate_video builds it from models.motion_adapter "
             "(latentman.generation.animatediff.motion_unet for a pipeline built by hand)"
         )
-    ad = settings.animatediff
     if ad.context_length > unet.max_frames:
         raise ConfigError(
             f"animatediff.context_length = {ad.context_length} is longer than the motion adapter's "

@@ -177,12 +177,13 @@ def motion_modules_off(motion_unet):
 def first_frame_trajectory(pipe, x_t, text, control, settings, timesteps) -> torch.Tensor | None:
     """Frame 0's text-to-image latents (K+1, 4, g, g): x_T then the latent after each of the K steps.
 
-    None unless ``animatediff.first_frame_insertion`` is on. ``pipe`` is the LatentmanPipeline (its
-    scheduler already set to ``timesteps``), ``x_t`` the video's initial latents (frame 0's is the seed's
-    shared draw), ``control`` the (F, 3, H, W) ControlNet inputs. The update is the pipeline's own
-    (CFG, DDIM), so the run equals a one-frame video of the motion-free UNet.
+    None unless ``animatediff.first_frame_insertion`` is on (called by the animatediff method's hook).
+    ``pipe`` is the LatentmanPipeline (its scheduler already set to ``timesteps``), ``x_t`` the video's
+    initial latents (frame 0's is the seed's shared draw), ``control`` the (F, 3, H, W) ControlNet inputs.
+    The update is the pipeline's own (CFG, DDIM), so the run equals a one-frame video of the motion-free
+    UNet.
     """
-    if settings.method != "animatediff" or not settings.animatediff.first_frame_insertion:
+    if not settings.animatediff.first_frame_insertion:
         return None
     x = x_t[:1].clone()
     trajectory = [x]

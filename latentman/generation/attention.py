@@ -195,33 +195,25 @@ def self_attention_names(model) -> list[str]:
     return sorted(names, key=lambda name: (order.get(name.split(".")[0], 3), names.index(name)))
 
 
-def scaled_start_layer(start_layer: int, n_layers: int) -> int:
-    """MasaCtrl's start layer counts SD1.5's 16 self-attention layers; scale it for other UNets."""
-    return int(round(start_layer * n_layers / 16))
+def plain_processor():
+    """Plain self-attention (diffusers' own processor): frames attend to themselves only."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    return AttnProcessor2_0()
 
 
 def install(unet, controlnet, context: FrameContext, settings) -> None:
-    """Install the processors of ``settings.method`` (a GenerationSettings) on the UNet and ControlNet."""
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
-    method = settings.method
-    for model in (unet, controlnet):
-        processors = {}
+    """Install the processors of ``settings``' method (its ``self_attention_processor`` hook) on the spatial
+    self-attention of the UNet and the ControlNet; every other attention (text cross-attention, AnimateDiff's
+    motion modules) runs diffusers' plain processor."""
+    method = settings.method_spec
+    for kind, model in (("unet", unet), ("controlnet", controlnet)):
         names = self_attention_names(model)
-        start = scaled_start_layer(settings.masactrl.start_layer, len(names))
+        processors = {}
         for name in model.attn_processors:
-            if not _spatial_self_attention(name) or (method != "masactrl" and settings.attention == "none"):
-                # attention: none = every frame on its own (the frame-independent baseline).
-                processors[name] = AttnProcessor2_0()
-            elif method == "masactrl":
-                if model is unet:
-                    masa = settings.masactrl
-                    processors[name] = MutualSelfAttnProcessor(
-                        context, names.index(name), masa.start_step, start, masa.masked
-                    )
-                else:
-                    # MasaCtrl controls the UNet only; the ControlNet keeps plain self-attention.
-                    processors[name] = AttnProcessor2_0()
+            if _spatial_self_attention(name):
+                layer = names.index(name)
+                processors[name] = method.self_attention_processor(kind, layer, len(names), context, settings)
             else:
-                processors[name] = CrossFrameAttnProcessor(context, settings.attention)
+                processors[name] = plain_processor()
         model.set_attn_processor(processors)

@@ -24,20 +24,12 @@ from tqdm import tqdm
 
 from latentman.config import MAX_PROMPT_CHUNKS, grids
 from latentman.errors import ConfigError, IntermediateFileError, LatentmanError
-from latentman.generation import animatediff, animatezero, attention
+from latentman.generation import animatezero, attention
 from latentman.generation.pwg import GRADIENT_MODES, guidance_gradients, pixel_wise_guidance
-from latentman.generation.settings import OFFICIAL_SCHEDULER, GenerationSettings
+from latentman.generation.settings import GenerationSettings, make_scheduler
 from latentman.generation.sla import spatial_latent_alignment
 
 log = logging.getLogger(__name__)
-
-
-def make_scheduler(settings: GenerationSettings | None = None):
-    """DDIM as the official code (DESIGN §6): scaled_linear 0.00085–0.012, no clipping, offset 0, leading;
-    or the variant's backbone schedule (``settings.scheduler``: AnimateDiff's differs)."""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(**(OFFICIAL_SCHEDULER if settings is None else settings.scheduler))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -290,7 +282,8 @@ class LatentmanPipeline:
         self.check_inputs(control, correspondence or {}, multiple=multiple)
         n, resolution = control.shape[0], control.shape[1]
         grid = resolution // 8
-        animatediff.prepare(self.unet, settings)
+        method = settings.method_spec
+        method.prepare_unet(self.unet, settings)
         attention.install(self.unet, self.controlnet, self.context, settings)
         self.context.masks = torch.as_tensor(mask > 0) if mask is not None else None
 
@@ -303,12 +296,12 @@ class LatentmanPipeline:
         x = self.prepare_latents(seed, n, grid, per_frame=settings.initial_noise == "per_frame")
         if settings.motion_dynamics:
             x = self.motion_dynamics(x, text, depth, settings, timesteps, seed)
-        # AnimateZero's first-frame insertion (animatediff only; None when off): frame 0's T2I trajectory
-        first = animatezero.first_frame_trajectory(self, x, text, depth, settings, timesteps)
+        # AnimateZero's first-frame insertion (None unless the method does it): frame 0's T2I trajectory
+        first = method.first_frame_trajectory(self, x, text, depth, settings, timesteps)
 
         self.guidance_losses = []
-        # AnimateDiff's motion modules attend across frames: the whole video goes in one UNet call.
-        size = n if settings.method == "animatediff" else settings.chunk_size
+        # frames per UNet call: chunk_size, or the whole video for motion modules that attend across frames
+        size = method.batch_size(settings, n)
         chunks = [list(range(s, min(s + size, n))) for s in range(0, n, size)]
         grad_mode = pwg.gradient
         log.info(

@@ -1,5 +1,9 @@
 """The generation stage for one prompt and variant: render + correspondences + variant settings → frames.
 
+``run(GenerationInputs, GenerationSettings) -> FramesRecord``: computes and returns, writes nothing (the
+workflow script writes the record with latentman.generation.storage). The method's hooks
+(latentman.generation.methods) add what it needs to the models (AnimateDiff: the motion UNet).
+
 Reads ``results/render/{prompt}.h5`` (control image and mask, latentman.render.storage) and, when SLA or
 PWG is on, ``results/correspondence/{prompt}/{reference}.h5`` (latentman.correspondence.storage); the
 frames and their record go to ``frames.h5`` (latentman.generation.storage).
@@ -9,16 +13,20 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import resource
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
 import torch
 
+from latentman.config import video_seed
 from latentman.errors import ConfigError, IntermediateFileError
 from latentman.generation.settings import GenerationSettings
+from latentman.generation.storage import FramesRecord
 
 log = logging.getLogger(__name__)
 
@@ -53,58 +61,51 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def with_motion_modules(models, models_config: Mapping, models_dir) -> None:
-    """Replace ``models.unet`` by the AnimateDiff motion UNet of ``models.motion_adapter`` (method
-    animatediff); the adapter's id, hash and note join the models' record."""
-    from latentman.generation.animatediff import motion_unet
-    from latentman.models.motion_adapter import KEY, load_motion_adapter
+@dataclass(frozen=True)
+class GenerationInputs:
+    """What the generation of one prompt x variant reads besides its settings."""
 
-    value = models_config.get(KEY)
-    adapter, adapter_id, adapter_hash, note = load_motion_adapter(value, models_dir, models.unet.config)
-    models.unet = motion_unet(models.unet, adapter, adapter_id)
-    models.ids[KEY], models.hashes[KEY] = adapter_id, adapter_hash
-    if note:
-        models.note = f"{models.note}; {note}" if models.note else note
+    prompt_id: str
+    prompt: str  # the appearance prompt (generation settings' prompt_suffix is appended)
+    negative_prompt: str  # "" = the settings' negative_prompt
+    frames: int
+    seed: int  # the prompt row's; a variant's own seed wins (latentman.config.video_seed)
+    render: str | os.PathLike
+    correspondence: str | os.PathLike | None = None  # needed when SLA or PWG is on
+    models: Mapping[str, Any] = field(default_factory=dict)  # the models: keys the method reads
+    models_dir: str | os.PathLike = "results/models"
+    device: str = "auto"
 
 
-def generate_video(
-    row: dict,
-    settings: Mapping,
-    models_config: dict,
-    render_path,
-    correspondence_path=None,
-    models_dir="results/models",
-    device: str = "auto",
-    progress: bool = True,
-) -> tuple[np.ndarray, dict]:
-    """Generate one video; returns (frames (F,H,W,3) uint8, attrs for frames.h5)."""
+def run(inputs: GenerationInputs, settings: GenerationSettings, progress: bool = True) -> FramesRecord:
+    """Generate one video; returns its frames and their provenance (written by generation.storage)."""
     from latentman.generation.pipeline import LatentmanPipeline, resolve_device, resolve_dtype
     from latentman.models import load_models
 
-    settings = GenerationSettings.from_config(settings)
-    torch_device = resolve_device(device)
-    seed = settings.seed if settings.seed is not None else int(row["seed"])
+    settings = GenerationSettings.from_config(settings)  # a typed object passes through
+    method = settings.method_spec
+    torch_device = resolve_device(inputs.device)
+    seed = video_seed(settings.seed, inputs.seed)
     needs_corr = settings.needs_correspondence
-    if needs_corr and correspondence_path is None:
+    if needs_corr and inputs.correspondence is None:
         raise ConfigError(f"variant {settings.name!r}: SLA/PWG need a correspondence file")
-    control, mask, correspondence = read_guidance_inputs(render_path, correspondence_path, needs_corr)
-    if int(row.get("frames", control.shape[0])) != control.shape[0]:
+    control, mask, correspondence = read_guidance_inputs(inputs.render, inputs.correspondence, needs_corr)
+    if int(inputs.frames) != control.shape[0]:
         raise IntermediateFileError(
-            f"{render_path}: {control.shape[0]} frames, prompt {row.get('id')!r} asks for {row['frames']}; "
-            "rerun rule 'render'"
+            f"{inputs.render}: {control.shape[0]} frames, prompt {inputs.prompt_id!r} asks for "
+            f"{inputs.frames}; rerun rule 'render'"
         )
     LatentmanPipeline.check_inputs(control, correspondence or {})
-    models = load_models(models_config, models_dir, dtype=resolve_dtype(settings.dtype, torch_device))
-    if settings.method == "animatediff":
-        with_motion_modules(models, models_config, models_dir)
+    models_config = dict(inputs.models)
+    models = load_models(models_config, inputs.models_dir, dtype=resolve_dtype(settings.dtype, torch_device))
+    method.extend_models(models, models_config, inputs.models_dir)
     pipe = LatentmanPipeline(models, torch_device, settings.dtype)
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    suffix = settings.prompt_suffix
-    negative = row.get("negative_prompt") or settings.negative_prompt
+    negative = inputs.negative_prompt or settings.negative_prompt
     start = time.perf_counter()
     frames = pipe(
-        str(row["prompt"]) + suffix,
+        str(inputs.prompt) + settings.prompt_suffix,
         negative,
         control,
         correspondence,
@@ -114,23 +115,23 @@ def generate_video(
         progress=progress,
     )
     wall = time.perf_counter() - start
-    attrs = {
-        "settings": settings.as_dict(),
-        "scheduler": settings.scheduler,
-        "seed": int(seed),
-        "prompt": str(row["prompt"]),
-        "model_ids": models.ids,
-        "model_hashes": models.hashes,
-        "versions": _versions(),
-        "device": str(torch_device),
-        "dtype": str(pipe.dtype).replace("torch.", ""),
-        "wall_time_s": round(wall, 3),
-        "peak_memory_mb": round(_peak_memory_mb(torch_device), 1),
-        "note": models.note,
+    return FramesRecord(
+        frames=frames,
+        settings=settings.as_dict(),
+        scheduler=settings.scheduler,
+        seed=int(seed),
+        prompt=str(inputs.prompt),
+        model_ids=models.ids,
+        model_hashes=models.hashes,
+        versions=_versions(),
+        device=str(torch_device),
+        dtype=str(pipe.dtype).replace("torch.", ""),
+        wall_time_s=round(wall, 3),
+        peak_memory_mb=round(_peak_memory_mb(torch_device), 1),
+        note=models.note,
         # PWG loss ω (summed over frames) at every guided step: does guidance lower it?
-        "pwg_losses": {
+        pwg_losses={
             "steps": [k for k, _ in pipe.guidance_losses],
             "loss": [round(v, 6) for _, v in pipe.guidance_losses],
         },
-    }
-    return frames, attrs
+    )

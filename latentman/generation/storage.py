@@ -9,46 +9,66 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from latentman.errors import IntermediateFileError
-from latentman.io import atomic_h5, get_json_attr, open_intermediate, read_h5_dataset, write_dataset
+from latentman.io import atomic_h5, open_intermediate, read_attr, read_h5_dataset, write_dataset
 
+JSON_ATTRS = ("settings", "scheduler", "model_ids", "model_hashes", "versions", "pwg_losses")
 # "scheduler" (the resolved DDIM settings of the variant's backbone) is optional on read: files written
 # before it existed stay valid, the format version is unchanged.
-JSON_ATTRS = ("settings", "scheduler", "model_ids", "model_hashes", "versions", "pwg_losses")
+OPTIONAL_ATTRS = ("scheduler",)
 
 
-def write_frames(path: str | os.PathLike, frames: np.ndarray, attrs: dict) -> None:
+@dataclass(frozen=True)
+class FramesRecord:
+    """The content of frames.h5: the frames and their provenance (the root attributes, in this order)."""
+
+    frames: np.ndarray  # (F, H, H, 3) uint8
+    settings: dict  # the resolved variant (GenerationSettings.as_dict)
+    scheduler: dict | None  # the resolved DDIM settings; None in files written before it was recorded
+    seed: int
+    prompt: str
+    model_ids: dict
+    model_hashes: dict
+    versions: dict
+    device: str
+    dtype: str
+    wall_time_s: float
+    peak_memory_mb: float
+    note: str | None
+    pwg_losses: dict
+
+    @property
+    def attrs(self) -> dict:
+        """The root attributes as written (the order of the fields after ``frames``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "frames"}
+
+
+ATTRIBUTES = tuple(f.name for f in fields(FramesRecord) if f.name != "frames")
+
+
+def write_frames(path: str | os.PathLike, record: FramesRecord) -> None:
     """Write frames.h5 atomically."""
-    with atomic_h5(path, "frames", attrs) as h5:
-        write_dataset(h5, "frames", frames)
+    with atomic_h5(path, "frames", record.attrs) as h5:
+        write_dataset(h5, "frames", record.frames)
 
 
-def _plain(value):
-    """HDF5 attribute → plain Python value (bytes → str, "null" → None, numpy → Python)."""
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str) and value == "null":  # set_attr's spelling of None
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def read_frames(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
-    """Validated (frames (F,H,H,3) uint8, attrs) of a frames.h5 file, JSON attributes decoded."""
+def read_frames(path: str | os.PathLike) -> FramesRecord:
+    """The validated record of a frames.h5 file (frames (F,H,H,3) uint8, JSON attributes decoded)."""
     with open_intermediate(path, "frames") as h5:
         frames = read_h5_dataset(h5, "frames", "frames", shape=(None, None, None, 3), dtype=np.uint8)
-        attrs = {
-            key: get_json_attr(h5, key) if key in JSON_ATTRS else _plain(h5.attrs[key]) for key in h5.attrs
-        }
+        missing = [key for key in ATTRIBUTES if key not in h5.attrs and key not in OPTIONAL_ATTRS]
+        if missing:
+            raise IntermediateFileError(
+                f"{Path(path)}: lacks the attribute(s) {', '.join(missing)}; rerun rule 'generate'"
+            )
+        attrs = {key: read_attr(h5, key, None, as_json=key in JSON_ATTRS) for key in ATTRIBUTES}
     if frames.shape[1] != frames.shape[2] or frames.shape[0] == 0:
         raise IntermediateFileError(
             f"{Path(path)}: frames have shape {frames.shape}, expected (F, H, H, 3); rerun rule 'generate'"
         )
-    return frames, attrs
+    return FramesRecord(frames=frames, **attrs)

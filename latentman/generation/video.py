@@ -105,5 +105,5 @@ def encode_videos(
     label: Sequence[str],
 ) -> None:
     """frames.h5 -> labelled MP4 and GIF at ``fps`` frames per second, each written atomically."""
-    frames, _ = read_frames(frames_path)
+    frames = read_frames(frames_path).frames
     write_videos(label_frames(frames, label), fps, mp4_path, gif_path)

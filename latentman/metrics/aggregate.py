@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from latentman.generation import methods
 from latentman.io import atomic_path
 
 COLUMNS = [
@@ -43,9 +44,9 @@ COLUMNS = [
 
 
 def backbone_of(settings: Mapping) -> str:
-    """The backbone of a variant: method latentman is the Text2Video-Zero backbone with SLA and PWG."""
-    method = settings.get("method", "t2v_zero")
-    return "t2v_zero" if method == "latentman" else method
+    """The backbone of a variant's settings: a preset method's backbone (latentman: t2v_zero with SLA and
+    PWG), else the method (latentman.generation.methods)."""
+    return methods.backbone_of(settings.get("method", "t2v_zero"))
 
 
 def _same_as(members: Sequence[Mapping]) -> str:

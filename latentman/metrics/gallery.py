@@ -279,7 +279,7 @@ def write_prompt_page(
     records: dict[str, dict | None] = {}
     for entry in videos:
         if _exists(entry.frames):
-            frames, _ = read_frames(entry.frames)
+            frames = read_frames(entry.frames).frames
             animations.append(Animation(list(frames), fps, f"video:{entry.variant}"))
         records[entry.variant] = _evaluation(entry.evaluation)
     still = b""
@@ -450,7 +450,7 @@ def write_summary_page(
                 if group not in firsts and _exists(entry.frames):
                     firsts[group] = entry
             if firsts:
-                frames = {group: read_frames(entry.frames)[0] for group, entry in firsts.items()}
+                frames = {group: read_frames(entry.frames).frames for group, entry in firsts.items()}
                 contact_sheet(frames, Path(tmp) / "contact.png", title=f"prompt {contact_prompt}")
                 plots["contact_sheet"] = ("contact sheet", still_webp(Path(tmp) / "contact.png"), "webp")
         sections.append("<h2>Plots</h2>")

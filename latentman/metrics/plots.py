@@ -22,11 +22,13 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from latentman.generation.methods import colourmap_of, label_of  # noqa: E402
 from latentman.io import atomic_path  # noqa: E402
 from latentman.metrics.aggregate import backbone_of, variant_order  # noqa: E402
 
-#: One colour family per backbone, in order of first appearance (matplotlib sequential colour maps).
-BACKBONE_COLOURMAPS = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")
+#: Colour families (matplotlib sequential colour maps) for backbones the method registry does not know (a
+#: record from another version), in order of first appearance; registered methods declare their own.
+SPARE_COLOURMAPS = ("Purples", "Reds", "Greys", "YlOrBr", "PuRd")
 MARKERS = "osD^vP*Xh<>"
 
 
@@ -36,21 +38,25 @@ def _save(fig, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
+def backbone_colourmaps(backbones: Sequence[str]) -> dict[str, str]:
+    """The colour family of each backbone: the one its method declares (latentman.generation.methods), a
+    spare one for a name the registry does not know."""
+    unique = list(dict.fromkeys(backbones))
+    spare = iter([cmap for cmap in SPARE_COLOURMAPS if cmap not in {colourmap_of(b) for b in unique}])
+    return {b: colourmap_of(b) or next(spare, "Greys") for b in unique}
+
+
 def backbone_colours(backbones: Sequence[str]) -> dict[str, tuple]:
     """The colour of each backbone (first appearance order): the strong shade of its colour family."""
-    unique = list(dict.fromkeys(backbones))
-    return {
-        b: plt.get_cmap(BACKBONE_COLOURMAPS[k % len(BACKBONE_COLOURMAPS)])(0.7) for k, b in enumerate(unique)
-    }
+    return {b: plt.get_cmap(cmap)(0.7) for b, cmap in backbone_colourmaps(backbones).items()}
 
 
 def _variant_colours(backbone_by_variant: Mapping[str, str]) -> dict[str, tuple]:
     """Shades of each backbone's colour family for its variants (dark to light in order)."""
     colours = {}
-    backbones = list(dict.fromkeys(backbone_by_variant.values()))
-    for k, backbone in enumerate(backbones):
+    for backbone, name in backbone_colourmaps(list(backbone_by_variant.values())).items():
         members = [v for v, b in backbone_by_variant.items() if b == backbone]
-        cmap = plt.get_cmap(BACKBONE_COLOURMAPS[k % len(BACKBONE_COLOURMAPS)])
+        cmap = plt.get_cmap(name)
         shades = np.linspace(0.9, 0.45, len(members)) if len(members) > 1 else [0.7]
         colours.update({v: cmap(float(s)) for v, s in zip(members, shades)})
     return colours
@@ -133,7 +139,9 @@ def bars_figure(table: pd.DataFrame):
         ax.set_ylabel("0–255 scale, lower is better")
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-    handles = [Patch(facecolor=colour, edgecolor="black", lw=0.5, label=b) for b, colour in colours.items()]
+    handles = [
+        Patch(facecolor=colour, edgecolor="black", lw=0.5, label=label_of(b)) for b, colour in colours.items()
+    ]
     axes[1].legend(
         handles=handles,
         title="backbone",

@@ -217,7 +217,7 @@ def make_control_effective(controlnet, seed: int = TINY_SEED) -> None:
 
 
 def _scheduler():
-    from latentman.generation.pipeline import make_scheduler
+    from latentman.generation.settings import make_scheduler
 
     return make_scheduler()
 

@@ -1,0 +1,92 @@
+"""MasaCtrl (the paper's second backbone): mutual self-attention. From ``masactrl.start_step`` and
+``masactrl.start_layer`` (of SD1.5's 16 self-attention layers) the UNet's self-attention of every frame
+reads the first frame's keys and values; before that, plain self-attention. ``masked`` restricts it to
+foreground/background with the render's masks. The ControlNet keeps plain self-attention.
+
+Owns the ``masactrl`` settings block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from latentman.errors import ConfigError
+from latentman.generation.methods.base import GenerationMethod, SettingsBlock
+
+
+@dataclass(frozen=True)
+class MasaCtrlSettings:
+    start_step: int
+    start_layer: int
+    masked: bool
+
+    @classmethod
+    def from_config(cls, block: Mapping[str, Any]) -> MasaCtrlSettings:
+        return cls(int(block["start_step"]), int(block["start_layer"]), bool(block["masked"]))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+BLOCK = SettingsBlock(
+    name="masactrl",
+    schema={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "start_step": {"type": "integer", "minimum": 0},
+            "start_layer": {"type": "integer", "minimum": 0, "maximum": 16},
+            "masked": {"type": "boolean"},
+        },
+    },
+    parse=MasaCtrlSettings.from_config,
+)
+
+
+def scaled_start_layer(start_layer: int, n_layers: int) -> int:
+    """MasaCtrl's start layer counts SD1.5's 16 self-attention layers; scale it for other UNets."""
+    return int(round(start_layer * n_layers / 16))
+
+
+class MasaCtrl(GenerationMethod):
+    def check(self, settings: Mapping[str, Any], where: str) -> None:
+        # MasaCtrl has its own attention (mutual self-attention) and no latent motion: say so, do not ignore
+        if settings["attention"] != "first":
+            raise ConfigError(
+                f"{where}.attention = {settings['attention']!r} has no effect with method masactrl (mutual "
+                "self-attention to the first frame from masactrl.start_step); leave attention at 'first' "
+                "or use method t2v_zero"
+            )
+        if settings["t2v_zero"]["motion_dynamics"]:
+            raise ConfigError(
+                f"{where}.t2v_zero.motion_dynamics = true has no effect with method masactrl; switch it off "
+                "or use method t2v_zero"
+            )
+        steps, start = settings["num_inference_steps"], settings["masactrl"]["start_step"]
+        if start >= steps:
+            raise ConfigError(
+                f"{where}.masactrl.start_step = {start} is outside the schedule (0..{steps - 1})"
+            )
+
+    def self_attention_processor(self, model: str, layer: int, n_layers: int, context, settings):
+        from latentman.generation import attention
+
+        if model != "unet":
+            return attention.plain_processor()  # MasaCtrl controls the UNet only
+        masa = settings.masactrl
+        start = scaled_start_layer(masa.start_layer, n_layers)
+        return attention.MutualSelfAttnProcessor(context, layer, masa.start_step, start, masa.masked)
+
+    def motion_dynamics(self, settings) -> bool:
+        return False
+
+
+METHOD = MasaCtrl(
+    name="masactrl",
+    label="MasaCtrl",
+    colourmap="Oranges",
+    blocks=("masactrl",),
+    owned_blocks=(BLOCK,),
+)
