@@ -66,6 +66,11 @@ CORRESPONDENCE = "results/correspondence/{prompt}/{reference}.h5"
 FRAMES = "results/videos/{prompt}/{variant}/frames.h5"
 EVALUATION = "results/eval/{prompt}/{variant}.json"
 MODELS = "results/models"
+# previews and videos ({ext}: gif or mp4), written beside the stage's file
+MOTION_PREVIEW = "results/motion/{prompt}.{ext}"
+RENDER_PREVIEW = "results/render/{prompt}.{ext}"
+CORRESPONDENCE_PREVIEW = "results/correspondence/{prompt}/preview.png"
+VIDEO = "results/videos/{prompt}/{variant}/video.{ext}"
 
 
 def log_path(rule_name, pattern):
@@ -155,7 +160,8 @@ def generation_request(wildcards):
 
 def generation_models(variant):
     """The model keys the variant's method reads (latentman.generation.methods): models.motion_adapter only
-    for method animatediff, so a new adapter reruns the AnimateDiff videos and nothing else."""
+    for method animatediff, so a new adapter reruns the AnimateDiff videos and nothing else.
+    """
     keys = get_method(variant_settings(variant)["method"]).model_keys
     return {key: config["models"].get(key) for key in keys}
 
@@ -211,23 +217,27 @@ def all_targets():
     # motion: the .npz and its stick-figure preview for every prompt
     for prompt in PROMPT_IDS:
         targets += [MOTION.format(prompt=prompt)]
-        targets += [f"{RESULTS}/motion/{prompt}.{ext}" for ext in ("gif", "mp4")]
+        targets += [
+            MOTION_PREVIEW.format(prompt=prompt, ext=ext) for ext in ("gif", "mp4")
+        ]
     # render: depth, control image, IUV (.h5) and the control | IUV preview, per prompt
     for prompt in PROMPT_IDS:
         targets += [RENDER.format(prompt=prompt)]
-        targets += [f"{RESULTS}/render/{prompt}.{ext}" for ext in ("gif", "mp4")]
+        targets += [
+            RENDER_PREVIEW.format(prompt=prompt, ext=ext) for ext in ("gif", "mp4")
+        ]
     # correspondence: one file per reference mode in use, and a preview, per prompt
     for prompt in PROMPT_IDS:
         for reference in correspondence_references():
             targets += [CORRESPONDENCE.format(prompt=prompt, reference=reference)]
-        targets += [f"{RESULTS}/correspondence/{prompt}/preview.png"]
+        targets += [CORRESPONDENCE_PREVIEW.format(prompt=prompt)]
     # generate: frames.h5 + videos of every run variant for every prompt (a run variant equal to an
     # earlier one is not generated again: its evaluation reads the earlier one's frames)
     for prompt in PROMPT_IDS:
         for variant in [v for v in config["run_variants"] if v not in SHARED]:
             targets += [FRAMES.format(prompt=prompt, variant=variant)]
             targets += [
-                f"{RESULTS}/videos/{prompt}/{variant}/video.{ext}"
+                VIDEO.format(prompt=prompt, variant=variant, ext=ext)
                 for ext in ("mp4", "gif")
             ]
     # evaluate + report: the default run's table and plots (rules/report.smk, sweep "default")
@@ -333,7 +343,7 @@ def gallery_videos(sweep, prompt):
             variant,
             FRAMES.format(prompt=prompt, variant=canonical_variant(variant)),
             EVALUATION.format(prompt=prompt, variant=variant),
-            f"{RESULTS}/videos/{prompt}/{canonical_variant(variant)}/video.mp4",
+            VIDEO.format(prompt=prompt, variant=canonical_variant(variant), ext="mp4"),
         ]
         for variant in variants
     ]
@@ -341,9 +351,9 @@ def gallery_videos(sweep, prompt):
 
 def gallery_previews(prompt):
     return {
-        "motion": f"{RESULTS}/motion/{prompt}.gif",
-        "render": f"{RESULTS}/render/{prompt}.gif",
-        "correspondence": f"{RESULTS}/correspondence/{prompt}/preview.png",
+        "motion": MOTION_PREVIEW.format(prompt=prompt, ext="gif"),
+        "render": RENDER_PREVIEW.format(prompt=prompt, ext="gif"),
+        "correspondence": CORRESPONDENCE_PREVIEW.format(prompt=prompt),
     }
 
 

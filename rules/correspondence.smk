@@ -31,7 +31,7 @@ rule correspondence_preview:
         correspondence=CORRESPONDENCE.replace("{reference}", "prev"),
     output:
         # shown in the report on the gallery page of the prompt (rules/report.smk)
-        preview=f"{RESULTS}/correspondence/{{prompt}}/preview.png",
+        preview=CORRESPONDENCE_PREVIEW,
     log:
         log_path("correspondence_preview", "{prompt}"),
     benchmark:

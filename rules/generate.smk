@@ -49,8 +49,8 @@ rule encode_video:
     input:
         frames=FRAMES,
     output:
-        mp4=f"{RESULTS}/videos/{{prompt}}/{{variant}}/video.mp4",
-        gif=f"{RESULTS}/videos/{{prompt}}/{{variant}}/video.gif",
+        mp4=VIDEO.replace("{ext}", "mp4"),
+        gif=VIDEO.replace("{ext}", "gif"),
     log:
         log_path("encode_video", "{prompt}/{variant}"),
     benchmark:

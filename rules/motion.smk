@@ -7,8 +7,8 @@ rule motion:
     output:
         motion=MOTION,
         # shown in the report on the gallery page of the prompt (rules/report.smk)
-        gif=f"{RESULTS}/motion/{{prompt}}.gif",
-        mp4=f"{RESULTS}/motion/{{prompt}}.mp4",
+        gif=MOTION_PREVIEW.replace("{ext}", "gif"),
+        mp4=MOTION_PREVIEW.replace("{ext}", "mp4"),
     log:
         log_path("motion", "{prompt}"),
     benchmark:

@@ -8,8 +8,8 @@ rule render:
     output:
         render=RENDER,
         # shown in the report on the gallery page of the prompt (rules/report.smk)
-        gif=f"{RESULTS}/render/{{prompt}}.gif",
-        mp4=f"{RESULTS}/render/{{prompt}}.mp4",
+        gif=RENDER_PREVIEW.replace("{ext}", "gif"),
+        mp4=RENDER_PREVIEW.replace("{ext}", "mp4"),
     log:
         log_path("render", "{prompt}"),
     benchmark:
