@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
 missing=()
-# chromium: tests/test_report.py and tools/report_screenshot.py check the report in a real browser
-for pkg in libosmesa6 libgl1 ffmpeg chromium; do
+# chromium: tests/test_report.py and tools/report_screenshot.py check the report in a real browser.
+# libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1: Mesa's software EGL (llvmpipe, no GPU needed), so that
+# render.backend egl is tested against OSMesa here (tests/test_render_egl.py); with --no-install-recommends
+# libegl1 alone has no vendor library.
+for pkg in libosmesa6 libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 ffmpeg chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -10,12 +10,28 @@ its segmentation pass; averaging samples would mix the colours of neighbouring f
 unrelated faces at every silhouette and triangle edge. :class:`FaceIndexRenderer` therefore keeps
 GL_MULTISAMPLE off while it draws (single-sample rasterisation at pixel centres), and it checks every
 decoded index.
+
+OSMesa and EGL give byte-identical face indices (hence depth, IUV, mask and control image). pyrender draws
+into OSMesa's window-system buffer, which Mesa draws upside down (y = 0 at the top, as a window: the
+viewport's y scale negated and the bottom edge rule for ties), but into a framebuffer object on EGL (y = 0
+at the bottom). Window coordinates then round differently, and a pixel centre that lies exactly on the
+edge shared by two faces goes to one face on OSMesa and to the other on EGL (measured on Mesa 22.3
+llvmpipe: 1 to 9 face-index pixels of 1 to 4 million, in 5 of 7 clips). :class:`FaceIndexRenderer`
+therefore draws into framebuffer objects with the clip origin at the upper left (``glClipControl``, OpenGL
+4.5), which Mesa implements with the same negated viewport and edge rule, and reads the image back
+flipped: the same pixels as OSMesa (7 of 7 clips).
+
+``render.backend: auto`` uses EGL when it works, else OSMesa: a probe in a subprocess (PyOpenGL's platform is
+fixed for a process once loaded) creates an EGL context and renders a tiny scene; its answer is cached for
+the process and logged with the reason (:func:`egl_probe`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -24,19 +40,81 @@ import numpy as np
 from latentman.errors import ConfigError, LatentmanError
 from latentman.render.camera import Camera
 
+log = logging.getLogger(__name__)
+
 BACKENDS = ("auto", "osmesa", "egl")
 
+# Seconds the EGL probe may take before auto gives up on EGL (it takes about 2 s: importing pyrender).
+EGL_PROBE_TIMEOUT_S = 60.0
 
-def gpu_visible() -> bool:
-    """True when an NVIDIA GPU is visible to this process (device node present, not hidden by env)."""
-    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if hidden is not None and hidden.strip() in ("", "-1"):
-        return False
-    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")
+# Run with PYOPENGL_PLATFORM=egl in a fresh interpreter: pyrender's EGL context (its device platform,
+# EGL_DEVICE_ID), one triangle drawn in a face-index colour, read back. Prints the GL renderer and version.
+_EGL_PROBE_CODE = """
+import numpy as np
+import pyrender
+from OpenGL import GL
+from pyrender.platforms import egl
+
+try:
+    devices = egl.query_devices()
+except RuntimeError:  # no device query extension: pyrender then uses the default display
+    devices = None
+if devices == []:
+    raise SystemExit("EGL lists no device (no EGL vendor library: Mesa's libegl-mesa0 or the GPU driver's)")
+renderer = pyrender.OffscreenRenderer(8, 8)
+GL.glClipControl(GL.GL_UPPER_LEFT, GL.GL_NEGATIVE_ONE_TO_ONE)  # as FaceIndexRenderer draws on EGL
+scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[0.0, 0.0, 0.0])
+positions = np.array([[-1.0, -1.0, -1.0], [1.0, -1.0, -1.0], [0.0, 1.0, -1.0]], dtype=np.float32)
+colours = np.tile(np.array([[1, 2, 3, 255]], dtype=np.uint8), (3, 1))
+triangle = pyrender.Primitive(positions=positions, color_0=colours, mode=pyrender.GLTF.TRIANGLES)
+scene.add(pyrender.Mesh([triangle]))
+scene.add(pyrender.IntrinsicsCamera(fx=4.0, fy=4.0, cx=4.0, cy=4.0, znear=0.1, zfar=10.0))
+flags = pyrender.RenderFlags.FLAT | pyrender.RenderFlags.SKIP_CULL_FACES
+colour, _ = renderer.render(scene, flags=flags)
+name = GL.glGetString(GL.GL_RENDERER).decode() + ", OpenGL " + GL.glGetString(GL.GL_VERSION).decode()
+renderer.delete()
+if tuple(colour[4, 4, :3]) != (1, 2, 3):
+    raise SystemExit("the test triangle came back as " + str(tuple(colour[4, 4, :3])) + " on " + name)
+print(name)
+"""
+
+_egl_probe_result: tuple[bool, str] | None = None
+
+
+def egl_probe(refresh: bool = False) -> tuple[bool, str]:
+    """(whether EGL renders here, why): the probe's GL renderer, or the reason it failed.
+
+    Runs once per process (cached; ``refresh`` runs it again) in a subprocess with PYOPENGL_PLATFORM=egl
+    and this process's environment; never raises.
+    """
+    global _egl_probe_result
+    if _egl_probe_result is not None and not refresh:
+        return _egl_probe_result
+    env = {**os.environ, "PYOPENGL_PLATFORM": "egl"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _EGL_PROBE_CODE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=EGL_PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        result = (False, f"the EGL probe did not run ({type(exc).__name__}: {exc})")
+    else:
+        lines = [line.strip() for line in (done.stderr or "").splitlines() if line.strip()]
+        if done.returncode == 0 and done.stdout.strip():
+            result = (True, f"EGL rendered a test triangle on {done.stdout.strip().splitlines()[-1]}")
+        else:
+            last = lines[-1] if lines else f"exit status {done.returncode}, no message"
+            result = (False, f"the EGL probe failed: {last}")
+    _egl_probe_result = result
+    return result
 
 
 def select_backend(backend: str) -> str:
-    """The PyOpenGL platform for ``render.backend``: auto → egl when a GPU is visible, else osmesa.
+    """The PyOpenGL platform for ``render.backend``: auto → egl when the EGL probe renders, else osmesa.
 
     Once PyOpenGL has been imported its platform is fixed for the process: ``auto`` then keeps it,
     and an explicit backend that differs is an error.
@@ -47,7 +125,10 @@ def select_backend(backend: str) -> str:
     if backend == "auto":
         if loaded in ("osmesa", "egl"):
             return loaded
-        return "egl" if gpu_visible() else "osmesa"
+        works, reason = egl_probe()
+        platform = "egl" if works else "osmesa"
+        log.info("render.backend auto: %s (%s)", platform, reason)
+        return platform
     if loaded is not None and loaded != backend:
         raise ConfigError(
             f"render.backend is {backend!r} but OpenGL was already loaded in this process for "
@@ -63,8 +144,9 @@ def _start_hint(platform: str) -> str:
             "(apt-get install libosmesa6), or mesalib in a conda environment"
         )
     return (
-        "EGL (GPU rendering) could not start: it needs an NVIDIA driver with libEGL (Debian package "
-        "libegl1); set render.backend: osmesa to render on the CPU (needs libosmesa6)"
+        "EGL could not start: it needs libEGL with a vendor library, the GPU driver's (NVIDIA) or Mesa's "
+        "software one (Debian packages libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1); set "
+        "render.backend: osmesa to render with OSMesa (needs libosmesa6)"
     )
 
 
@@ -83,14 +165,17 @@ def open_renderer(backend: str, width: int, height: int):
 
 
 @contextlib.contextmanager
-def _single_sample() -> Iterator[None]:
-    """Keep GL_MULTISAMPLE off while pyrender draws (it enables it for every non-segmentation pass)."""
+def _single_sample(upper_left: bool = False) -> Iterator[None]:
+    """Keep GL_MULTISAMPLE off while pyrender draws (it enables it for every non-segmentation pass);
+    ``upper_left``: draw with the clip origin at the upper left (module docstring)."""
     import pyrender.renderer as pyrender_renderer
-    from OpenGL.GL import GL_MULTISAMPLE, glDisable
+    from OpenGL.GL import GL_MULTISAMPLE, GL_NEGATIVE_ONE_TO_ONE, GL_UPPER_LEFT, glClipControl, glDisable
 
     original = pyrender_renderer.glEnable
 
     def enable_except_multisample(capability):
+        if upper_left:  # pyrender's context is current here
+            glClipControl(GL_UPPER_LEFT, GL_NEGATIVE_ONE_TO_ONE)
         if capability == GL_MULTISAMPLE:
             glDisable(GL_MULTISAMPLE)
         else:
@@ -144,6 +229,9 @@ class FaceIndexRenderer:
         pyrender_camera = pyrender.IntrinsicsCamera(
             fx=k[0, 0], fy=k[1, 1], cx=k[0, 2], cy=k[1, 2], znear=max(near * 0.5, 1e-3), zfar=far * 2.0 + 1.0
         )
+        # pyrender draws into a framebuffer object on every platform but OSMesa: draw it upside down, as
+        # Mesa draws OSMesa's window-system buffer, so that both break edge ties alike (module docstring).
+        self._upper_left = self.platform != "osmesa"
         self._poses = camera.pyrender_pose()  # (4, 4), or (F, 4, 4) for a camera that moves
         first = self._poses[0] if camera.per_frame else self._poses
         self._camera_node = self._scene.add(pyrender_camera, pose=first)
@@ -163,8 +251,10 @@ class FaceIndexRenderer:
             self._scene.remove_node(self._mesh_node)
         self._mesh_node = self._scene.add(pyrender.Mesh([primitive]))
         flags = pyrender.RenderFlags.FLAT | pyrender.RenderFlags.SKIP_CULL_FACES
-        with _single_sample():
+        with _single_sample(self._upper_left):
             colour, _ = self._renderer.render(self._scene, flags=flags)
+        if self._upper_left:
+            colour = colour[::-1]
         face_id = decode_face_colours(colour[..., :3])
         if face_id.max() >= len(self.faces):
             raise LatentmanError(
