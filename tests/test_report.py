@@ -18,7 +18,6 @@ from conftest import run_tiny
 
 from latentman.generation.storage import write_frames
 from latentman.io import FORMAT_VERSIONS
-from latentman.metrics.browser import Chromium, find_chromium, page_facts, report_results, show_report_result
 from latentman.metrics.gallery import (
     Animation,
     VideoFiles,
@@ -28,6 +27,7 @@ from latentman.metrics.gallery import (
     write_summary_page,
 )
 from latentman.metrics.storage import write_evaluation
+from latentman_dev.browser import Chromium, find_chromium, page_facts, report_results, show_report_result
 
 needs_chromium = pytest.mark.skipif(
     find_chromium() is None,

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from latentman.errors import ModelNotFoundError
-from latentman.toy import domain, model, quality, train
+from latentman.toy import domain
+from latentman_dev.toy import model, quality, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +100,7 @@ def test_bar_b_reads_the_painted_ground_truth_right_only_against_painted_referen
 
 def test_render_clip_with_an_outfit_repaints_the_same_clip():
     from latentman.body import load_body
-    from latentman.toy.dataset import render_clip
+    from latentman_dev.toy.dataset import render_clip
 
     body = load_body("builtin")
     clip = quality.held_out_clips(1, 2, 64, seed=11)[0]
@@ -202,7 +203,8 @@ def test_missing_toy_model_is_one_clear_error(tmp_path, monkeypatch):
 def test_prompts_outside_the_toy_grammar_are_refused_at_start():
     import pandas as pd
 
-    from latentman.config import load_config, validate_prompts_against_config
+    from latentman.checks import validate_prompts_against_config
+    from latentman.config import load_config
     from latentman.errors import ConfigError
 
     config = load_config(ROOT / "config.yaml")

@@ -4,7 +4,8 @@ at a fixed seed through the workflow's own pipeline: what a newcomer's first run
 The bars: (a) the figure follows the depth (contrast >= 3); (b) garment colours follow the caption;
 (c) frames generated independently (no cross-frame attention, own noise per frame) are at least twice as
 inconsistent (H_MSE) as Text2Video-Zero's. (b) compares garment colours with the palette as painted on each
-clip (latentman.toy.quality; against the raw palette the painted ground truth itself fails striped shirts).
+clip (latentman_dev.toy.quality; against the raw palette the painted ground truth itself fails striped
+shirts).
 """
 
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from latentman.config import load_config, resolve_variant
 from latentman.models import TOY_DIR, load_models
-from latentman.toy import quality
+from latentman_dev.toy import quality
 
 REPO = Path(__file__).resolve().parent.parent
 

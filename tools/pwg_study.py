@@ -5,7 +5,7 @@
 
 For each prompt, one generation with the variant's settings (PWG on): at every guided step the cosine of
 the ``unet`` (official code) and ``decoder`` gradients with ``full`` (the exact ∇_{x_t} ω), and the PWG
-loss ω per guided step with guidance and without it (latentman.generation.pwg_study). Reads the run's
+loss ω per guided step with guidance and without it (latentman_dev.pwg_study). Reads the run's
 render and correspondence files; writes ``results/pwg_study.json`` and prints a summary.
 """
 
@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from latentman.config import load_config, load_prompts, resolve_variant
     from latentman.generation.pipeline import LatentmanPipeline
-    from latentman.generation.pwg_study import gradient_study
     from latentman.generation.stage import read_guidance_inputs
     from latentman.models import load_models
+    from latentman_dev.pwg_study import gradient_study
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "config.yaml")

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv: list[str] | None = None) -> int:
     from latentman.errors import LatentmanError
-    from latentman.metrics.browser import Chromium, page_facts, report_results, show_report_result
+    from latentman_dev.browser import Chromium, page_facts, report_results, show_report_result
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path, help="the report built by `snakemake --report report.html`")

@@ -4,7 +4,7 @@
     python tools/toy_model_report.py [--model DIR] [--clips 12] [--frames 4] [--out results/toy_report]
 
 DIR is an exported toy model (default: the shipped latentman/data/toy_model). Writes ``bar.json`` (bars
-(a)-(c) of latentman.toy.quality, per clip and garment, and bar (b) of the painted ground truth itself),
+(a)-(c) of latentman_dev.toy.quality, per clip and garment, and bar (b) of the painted ground truth itself),
 ``frames.npz`` (the generated frames, for later analysis) and ``contact_sheet.png`` (per held-out clip:
 the painted ground truth, Text2Video-Zero frames and independent frames), and prints the numbers.
 """
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from latentman.config import load_config, resolve_variant
     from latentman.generation.pipeline import LatentmanPipeline
     from latentman.models import TOY_DIR, load_models
-    from latentman.toy import quality
+    from latentman_dev.toy import quality
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=TOY_DIR)

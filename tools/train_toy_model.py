@@ -4,7 +4,7 @@
     python tools/train_toy_model.py [--minutes 140] [--stop-after STEP] [--export [--export-to DIR]]
                                     [--smoke DIR]
 
-Runs every unfinished step of the recipe (latentman.toy.train.Recipe) in order: render the dataset,
+Runs every unfinished step of the recipe (latentman_dev.toy.train.Recipe) in order: render the dataset,
 train the VAE, then the denoiser stages, and stops cleanly when ``--minutes`` are up (a resume state is kept
 in the work folder; rerun the same command to continue). Finished stages leave their checkpoint in
 tools/toy_training/ (commit it): the next stage starts from it, so training can span several sessions and
@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from latentman.toy import train  # noqa: E402
+from latentman_dev.toy import train  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ class RenderSettings:
     elevation_deg: float = 5.0
     # fixed | follow | auto (latentman.render.camera.choose_camera). config.yaml ships auto; the default
     # here is the camera from before the key existed, which the toy model's training renders
-    # (latentman.toy.dataset) were made with and must keep to stay reproducible.
+    # (tools/train_toy_model.py) were made with and must keep to stay reproducible.
     camera_mode: str = "fixed"
     auto_follow_below: float = 0.4
     min_body_pixels: int = 64

@@ -1,1 +1,2 @@
-"""The toy domain and the trained embedded model (``embedded:toy``)."""
+"""The toy domain of ``embedded:toy`` (caption grammar, palette, held-out splits); its training is a
+development tool outside the package (tools/train_toy_model.py)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentman.toy import model as toy_model
+from latentman_dev.toy import model as toy_model
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Paths:
 def make_dataset(recipe: Recipe, path: Path, split: str) -> None:
     """Render and paint the training (``train``) or held-out (``eval``) clips into one ``.npz``."""
     from latentman.io import atomic_path
-    from latentman.toy.dataset import build_dataset
+    from latentman_dev.toy.dataset import build_dataset
 
     held_out = split == "eval"
     clips = recipe.eval_clips if held_out else recipe.train_clips
@@ -374,7 +374,7 @@ def train_denoiser_stage(
     from safetensors.torch import save_file
     from tqdm import tqdm
 
-    from latentman.generation.pipeline import make_scheduler
+    from latentman.generation.settings import make_scheduler
     from latentman.io import atomic_path
 
     final = paths.checkpoints / f"denoiser_stage{stage + 1}.safetensors"
@@ -487,7 +487,7 @@ def export(recipe: Recipe, paths: Paths) -> Path:
 
     from safetensors.torch import load_file
 
-    from latentman.generation.pipeline import make_scheduler
+    from latentman.generation.settings import make_scheduler
 
     done = [
         k

@@ -15,7 +15,7 @@
     H_MSE (paper Eq. 9, prev correspondences at the guidance grid) is at least twice that of
     Text2Video-Zero (cross-frame attention to the first frame).
 
-Inputs are the arrays of a clip (:class:`latentman.toy.dataset.Clip`): ``control (F, H, W)``,
+Inputs are the arrays of a clip (:class:`latentman_dev.toy.dataset.Clip`): ``control (F, H, W)``,
 ``iuv (F, H, W, 3)``, ``mask (F, H, W)``; generated ``frames (F, H, W, 3)`` uint8.
 """
 
@@ -63,7 +63,7 @@ def painted_references(clip, body=None) -> dict[str, dict[str, np.ndarray]]:
     colour on every garment (same view, body, pattern and phases, so the same shading and stripes)."""
     import dataclasses
 
-    from latentman.toy.dataset import render_clip
+    from latentman_dev.toy.dataset import render_clip
 
     if body is None:
         from latentman.body import load_body
@@ -131,7 +131,7 @@ def guidance_h_mse(frames: np.ndarray, iuv: np.ndarray) -> float:
 def held_out_clips(count: int, frames: int, resolution: int, seed: int = 4242, vary: bool = False):
     """``count`` clips of the held-out motions with held-out colour combinations, in the workflow's view."""
     from latentman.body import load_body
-    from latentman.toy.dataset import render_clip
+    from latentman_dev.toy.dataset import render_clip
 
     body = load_body("builtin")
     clips = []
