@@ -93,3 +93,25 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     build_tiny(root / "embedded-tiny")
     return root
+
+
+def frames_record(frames, **attrs):
+    """A FramesRecord for tests that write frames.h5 by hand (provenance fields made up, overridable)."""
+    from latentman.generation.storage import FramesRecord
+
+    defaults = dict(
+        settings={},
+        scheduler=None,
+        seed=0,
+        prompt="",
+        model_ids={},
+        model_hashes={},
+        versions={},
+        device="cpu",
+        dtype="float32",
+        wall_time_s=0.0,
+        peak_memory_mb=0.0,
+        note=None,
+        pwg_losses={"steps": [], "loss": []},
+    )
+    return FramesRecord(frames=frames, **(defaults | attrs))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import frames_record
 
 from latentman.correspondence.storage import write_correspondence
 from latentman.errors import IntermediateFileError
@@ -136,7 +137,7 @@ def test_part_areas_count_cells_and_interior():
 
 
 def write_video(results, prompt, variant, frames, seed):
-    write_frames(results / "videos" / prompt / variant / "frames.h5", frames, {"seed": seed})
+    write_frames(results / "videos" / prompt / variant / "frames.h5", frames_record(frames, seed=seed))
 
 
 def write_prev(results, prompt, iuv, source):

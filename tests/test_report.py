@@ -14,7 +14,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-from conftest import run_tiny
+from conftest import frames_record, run_tiny
 
 from latentman.generation.storage import write_frames
 from latentman.io import FORMAT_VERSIONS
@@ -108,7 +108,7 @@ def fake_results(tmp_path_factory) -> tuple[Path, dict[str, list[VideoFiles]], d
             videos[prompt].append(entry)
             if (prompt, variant) == MISSING:
                 continue
-            write_frames(entry.frames, frames_of(p * 3 + v), {"seed": 1})
+            write_frames(entry.frames, frames_record(frames_of(p * 3 + v), seed=1))
             if (prompt, variant) != NOT_EVALUATED:
                 write_evaluation(entry.evaluation, evaluation(prompt, variant, 10.0 + 10 * v + p))
     return results, videos, previews
