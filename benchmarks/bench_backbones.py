@@ -134,8 +134,7 @@ def diffusers_pipeline(pipe, unet):
     """diffusers' StableDiffusionControlNetPipeline on our ``pipe``'s modules and the 2-D ``unet``."""
     from diffusers import StableDiffusionControlNetPipeline
 
-    from latentman.generation.settings import make_scheduler
-    from latentman.generation.settings import GenerationSettings
+    from latentman.generation.settings import GenerationSettings, make_scheduler
 
     scheduler = make_scheduler(GenerationSettings.from_config(make_settings(2, 1, "t2v_zero", "none")))
     theirs = StableDiffusionControlNetPipeline(
