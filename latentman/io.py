@@ -7,6 +7,13 @@ reader accepts.
 
 Every intermediate carries ``format`` (what it is) and ``format_version`` attributes. Readers
 check them and the datasets they need, and name the rule to rerun when a file is wrong.
+
+Every intermediate also records its :class:`Identity`: the prompt id, the variant (frames, eval), the
+reference mode (correspondence), its ``settings_hash`` (:func:`identity_hash` of what it was made with) and
+``made_from`` (the ``settings_hash`` of every file it was computed from). Readers take an optional expected
+identity and compare (:func:`check_identity`): a file copied or swapped from another prompt, variant,
+reference mode or upstream is refused with one line naming the file, what it holds, what was expected and
+the rule to rerun. The workflow scripts always pass one; library callers may leave it out.
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import json
 import os
 import re
 import tempfile
 import zlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +42,14 @@ FORMAT_VERSIONS = {
     "motion": 1,
     # 2: every dataset carries the CRC-32 of its values, verified on read
     # 3: per-frame camera extrinsics (F, 4, 4) + camera mode, per-joint fit error /smpl/joint_error_mm
-    "render": 3,
-    "correspondence": 2,
-    "frames": 2,
+    # 4: the identity (prompt_id, settings_hash, made_from)
+    "render": 4,
+    # 3: the identity (prompt_id, settings_hash, made_from; reference as before)
+    "correspondence": 3,
+    # 3: the identity (prompt_id, variant, settings_hash, made_from)
+    "frames": 3,
+    # motion and eval keep their versions: their identity keys are optional to library callers (files
+    # written before read as having none) and required by the workflow, which refuses such a file
     "eval": 1,
 }
 
@@ -244,6 +258,136 @@ def write_dataset(h5: h5py.Group, name: str, data: np.ndarray, per_frame: bool =
     for key, value in attrs.items():
         set_attr(dset, key, value)
     return dset
+
+
+# --------------------------------------------------------------------------------------------
+# identities: which prompt, variant, reference mode and upstream files a file was made for
+# --------------------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def identity_hash(value: Any) -> str:
+    """A short stable hash (16 hex digits of SHA-256) of JSON-like ``value`` (key order does not matter)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=_plain)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a file was made for. As written: every field a writer knows. As expected: ``None`` = not checked.
+
+    ``made_from`` maps an upstream kind (``motion``, ``render``, ``correspondence``, ``frames``) to the
+    ``settings_hash`` of the file it was computed from; ``sources`` (expected identities only) names where
+    an expected hash came from, for the message.
+    """
+
+    prompt: str | None = None
+    variant: str | None = None
+    reference: str | None = None
+    settings_hash: str | None = None
+    made_from: Mapping[str, str] | None = None
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def attrs(self) -> dict[str, Any]:
+        """The identity as a writer records it (HDF5 root attributes, npz or JSON keys)."""
+        return {
+            "prompt_id": self.prompt,
+            "variant": self.variant,
+            "reference": self.reference,
+            "settings_hash": self.settings_hash,
+            "made_from": dict(self.made_from) if self.made_from is not None else None,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> Identity:
+        """The identity recorded in ``attrs`` (missing keys, "" and ``None`` give ``None``)."""
+
+        def text(key: str) -> str | None:
+            value = attrs.get(key)
+            return None if value is None or value == "" else str(value)
+
+        made_from = attrs.get("made_from")
+        if isinstance(made_from, str):
+            made_from = json.loads(made_from) if made_from else None
+        return cls(
+            prompt=text("prompt_id"),
+            variant=text("variant"),
+            reference=text("reference"),
+            settings_hash=text("settings_hash"),
+            made_from=dict(made_from) if isinstance(made_from, Mapping) else None,
+        )
+
+
+def _rerun(file_format: str) -> str:
+    rule = PRODUCING_RULE.get(file_format, file_format)
+    return f"rerun rule '{rule}' (snakemake --cores all --forcerun {rule})"
+
+
+def check_identity(
+    path: str | os.PathLike, file_format: str, found: Identity, expected: Identity | None
+) -> Identity:
+    """Compare the identity a file records with the one its reader expects; return ``found``.
+
+    Raises:
+        IntermediateFileError: one line naming the file, what it holds, what was expected and the rule
+            to rerun, at the first field that differs (a field the file does not record differs too).
+    """
+    if expected is None:
+        return found
+    hint = _rerun(file_format)
+    for name, label in (
+        ("prompt", "prompt"),
+        ("variant", "variant"),
+        ("reference", "reference mode"),
+        ("settings_hash", "settings hash"),
+    ):
+        want, got = getattr(expected, name), getattr(found, name)
+        if want is None or want == got:
+            continue
+        if got is None:
+            raise IntermediateFileError(
+                f"{path} records no {label} (expected {want!r}; written by an older latentman or without an "
+                f"identity); {hint}"
+            )
+        raise IntermediateFileError(f"{path} holds {label} {got!r} (expected {want!r}); {hint}")
+    for kind, want in (expected.made_from or {}).items():
+        if want is None:
+            continue
+        got = (found.made_from or {}).get(kind)
+        source = expected.sources.get(kind)
+        whose = f", that of {source}" if source else ""
+        if got is None:
+            raise IntermediateFileError(
+                f"{path} records no {kind} it was made from (expected {kind} settings hash {want!r}{whose}; "
+                f"written by an older latentman or without an identity); {hint}"
+            )
+        if got != want:
+            raise IntermediateFileError(
+                f"{path} was made from {kind} settings hash {got!r} (expected {want!r}{whose}); {hint}"
+            )
+    return found
+
+
+def write_identity(h5: h5py.Group, identity: Identity) -> None:
+    """Record ``identity`` as root attributes of an HDF5 file being written."""
+    for key, value in identity.attrs().items():
+        set_attr(h5, key, value)
+
+
+def read_identity(h5: h5py.Group) -> Identity:
+    """The identity recorded in an HDF5 file's root attributes (fields it lacks are ``None``)."""
+    attrs = {key: read_attr(h5, key, None) for key in ("prompt_id", "variant", "reference", "settings_hash")}
+    attrs["made_from"] = read_attr(h5, "made_from", None, as_json=True) if "made_from" in h5.attrs else None
+    return Identity.from_attrs(attrs)
 
 
 # --------------------------------------------------------------------------------------------

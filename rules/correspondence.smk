@@ -20,6 +20,10 @@ rule correspondence:
     params:
         method=config["correspondence"]["method"],
         radius=correspondence_radius(),
+        # the motion rule's params: the job checks the render was made from that motion
+        motion_request=motion_request,
+        motion_config=config["motion"],
+        motion_models=motion_models(),
     script:
         "../workflow_scripts/correspondence.py"
 

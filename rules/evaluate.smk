@@ -22,5 +22,7 @@ rule evaluate:
     params:
         prompt_text=lambda wc: prompt_row(wc.prompt)["prompt"],
         clip_model=config["models"].get("clip_eval"),
+        # the variant whose frames.h5 this evaluation reads (the job checks the file holds it)
+        frames_variant=lambda wc: canonical_variant(wc.variant),
     script:
         "../workflow_scripts/evaluate.py"

@@ -26,5 +26,9 @@ rule render:
         densepose=config["models"].get("densepose") if uses_densepose() else None,
         frames=lambda wc: prompt_row(wc.prompt)["frames"],
         frame_step=config["motion"]["frame_step"],
+        # the motion rule's params: the render job checks the motion file was made with them
+        motion_request=motion_request,
+        motion_config=config["motion"],
+        motion_models=motion_models(),
     script:
         "../workflow_scripts/render.py"

@@ -21,6 +21,12 @@ rule aggregate:
     params:
         groups=lambda wc: sweep_members(wc.sweep)[1],
         sweep="{sweep}",
+        # eval JSON -> [prompt, variant] it must hold (the job checks every file)
+        evaluations=lambda wc: {
+            EVALUATION.format(prompt=p, variant=v): [p, v]
+            for v in sweep_members(wc.sweep)[0]
+            for p in sweep_members(wc.sweep)[2]
+        },
     script:
         "../workflow_scripts/aggregate.py"
 
@@ -46,6 +52,12 @@ rule plots:
         groups=lambda wc: sweep_members(wc.sweep)[1],
         contact_groups=lambda wc: sweep_groups_in_order(wc.sweep),
         contact_prompt=lambda wc: sweep_members(wc.sweep)[2][0],
+        # eval JSON -> [prompt, variant] it must hold (the job checks every file)
+        evaluations=lambda wc: {
+            EVALUATION.format(prompt=p, variant=v): [p, v]
+            for v in sweep_members(wc.sweep)[0]
+            for p in sweep_members(wc.sweep)[2]
+        },
     script:
         "../workflow_scripts/plots.py"
 

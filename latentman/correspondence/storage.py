@@ -3,7 +3,9 @@ its one writer and one reader.
 
 Per grid g in {latent, guidance}: ``/{g}/iuv`` (F,g,g,3) uint8, ``/{g}/source`` (F,g,g) int32 (flat index
 of the matched reference cell, -1 = none), ``/{g}/cost`` (F,) float64, attrs ``grid``, ``solver``, ``method``,
-``reference``; ``/reference_index`` (F,) int32; root attrs ``method``, ``reference``.
+``reference``; ``/reference_index`` (F,) int32; root attrs ``method``, ``reference`` and the identity (format
+version 3, latentman.io.Identity): ``prompt_id``, ``settings_hash`` (of the prompt, method, reference, grids
+and ``made_from``), ``made_from`` (JSON: ``{"render": the render file's settings_hash}``).
 :class:`CorrespondenceRecord` is the file's content in memory: :func:`write_correspondence` takes it;
 :func:`read_correspondence` returns ``{"reference_index", "method", "reference", grid: {iuv, source, cost,
 grid}}`` (what the generation and evaluation stages read).
@@ -20,7 +22,18 @@ from typing import Any
 import numpy as np
 
 from latentman.errors import IntermediateFileError
-from latentman.io import atomic_h5, open_intermediate, read_attr, read_h5_dataset, write_dataset
+from latentman.io import (
+    Identity,
+    atomic_h5,
+    check_identity,
+    identity_hash,
+    open_intermediate,
+    read_attr,
+    read_h5_dataset,
+    read_identity,
+    write_dataset,
+    write_identity,
+)
 
 log = logging.getLogger(__name__)
 FORMAT = "correspondence"
@@ -62,22 +75,51 @@ class CorrespondenceRecord:
         return cls(method=method, reference=reference, reference_index=first["reference_index"], grids=grids)
 
 
+def correspondence_identity(record: CorrespondenceRecord, identity: Identity | None = None) -> Identity:
+    """The identity :func:`write_correspondence` records: ``identity``'s prompt and made_from, the record's
+    reference mode, and the settings hash of all of them with the method and grids (unless given)."""
+    identity = identity or Identity()
+    made_from = dict(identity.made_from or {})
+    settings_hash = identity.settings_hash or identity_hash(
+        {
+            "prompt": identity.prompt,
+            "method": record.method,
+            "reference": record.reference,
+            "grids": {name: int(g.grid) for name, g in record.grids.items()},
+            "made_from": made_from,
+        }
+    )
+    return Identity(
+        prompt=identity.prompt, reference=record.reference, settings_hash=settings_hash, made_from=made_from
+    )
+
+
 def write_correspondence(
     path: str | os.PathLike,
     record: CorrespondenceRecord | Mapping[str, Mapping[str, Any]],
     reference: str | None = None,
     method: str | None = None,
+    identity: Identity | None = None,
 ) -> None:
     """Write the correspondence file atomically (no half-written file on error).
 
     ``record`` is a :class:`CorrespondenceRecord`; tests that build the maps by hand may pass
     ``{grid name: result}`` with ``reference`` and ``method`` instead (``CorrespondenceRecord.from_results``).
+    ``identity``: the prompt id and ``made_from`` (``{"render": settings hash}``) to record (see
+    :func:`correspondence_identity`); without one they are empty.
     """
     if not isinstance(record, CorrespondenceRecord):
         record = CorrespondenceRecord.from_results(record, reference, method)
+    if identity is not None and identity.reference not in (None, record.reference):
+        raise ValueError(
+            f"write_correspondence: identity reference {identity.reference!r} is not the record's "
+            f"{record.reference!r}"
+        )
+    recorded = correspondence_identity(record, identity)
     method = record.method
     reference = record.reference
     with atomic_h5(path, FORMAT, {"method": method, "reference": reference}) as h5:
+        write_identity(h5, recorded)
         write_dataset(h5, "reference_index", record.reference_index, per_frame=False)
         for name, r in record.grids.items():
             grp = h5.create_group(name)
@@ -90,10 +132,19 @@ def write_correspondence(
             write_dataset(grp, "cost", r.cost.astype(np.float64), per_frame=False)
 
 
-def read_correspondence(path: str | os.PathLike) -> dict:
-    """Read and validate a correspondence file: ``{"reference_index", grid: {iuv, source, cost, grid}}``."""
+def read_correspondence_identity(path: str | os.PathLike, expected: Identity | None = None) -> Identity:
+    """The identity a correspondence file records (after its format checks), compared with ``expected``."""
+    with open_intermediate(path, FORMAT) as h5:
+        return check_identity(path, FORMAT, read_identity(h5), expected)
+
+
+def read_correspondence(path: str | os.PathLike, expected: Identity | None = None) -> dict:
+    """Read and validate a correspondence file: ``{"reference_index", "identity", grid: {iuv, source, cost,
+    grid}}``. ``expected``: the identity it must hold (prompt id, reference mode, settings hash, made_from;
+    ``None`` = not checked)."""
     out = {}
     with open_intermediate(path, FORMAT) as h5:
+        out["identity"] = check_identity(path, FORMAT, read_identity(h5), expected)
         ref = read_h5_dataset(h5, "reference_index", FORMAT, shape=(None,), dtype=np.int32)
         n = len(ref)
         # frame 0 has no reference; every other frame's reference comes before it (prev, prev_new, first)

@@ -3,7 +3,10 @@
 ``/frames`` (F,H,H,3) uint8 and root attributes: ``settings`` (the resolved variant, JSON), ``seed``,
 ``prompt``, ``model_ids``, ``model_hashes``, ``versions`` (JSON), ``device``, ``dtype``, ``wall_time_s``,
 ``peak_memory_mb``, ``note`` (what the models are when they are not real weights), ``pwg_losses``
-(JSON: the PWG loss at every guided step) and ``scheduler`` (JSON: the resolved DDIM settings).
+(JSON: the PWG loss at every guided step) and ``scheduler`` (JSON: the resolved DDIM settings); the identity
+(format version 3, latentman.io.Identity): ``prompt_id``, ``variant``, ``settings_hash`` (of the prompt id,
+variant, settings, scheduler, seed, prompt, model ids and hashes and ``made_from``) and ``made_from`` (JSON:
+``{"render": ..., "correspondence": ...}``, the settings_hash of the files the frames were generated from).
 """
 
 from __future__ import annotations
@@ -15,7 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from latentman.errors import IntermediateFileError
-from latentman.io import atomic_h5, open_intermediate, read_attr, read_h5_dataset, write_dataset
+from latentman.io import (
+    Identity,
+    atomic_h5,
+    check_identity,
+    identity_hash,
+    open_intermediate,
+    read_attr,
+    read_h5_dataset,
+    read_identity,
+    write_dataset,
+    write_identity,
+)
 
 JSON_ATTRS = ("settings", "scheduler", "model_ids", "model_hashes", "versions", "pwg_losses")
 # "scheduler" (the resolved DDIM settings of the variant's backbone) is optional on read: files written
@@ -51,15 +65,50 @@ class FramesRecord:
 ATTRIBUTES = tuple(f.name for f in fields(FramesRecord) if f.name != "frames")
 
 
-def write_frames(path: str | os.PathLike, record: FramesRecord) -> None:
-    """Write frames.h5 atomically."""
+def frames_identity(record: FramesRecord, identity: Identity | None = None) -> Identity:
+    """The identity :func:`write_frames` records: ``identity``'s prompt id, variant and made_from, and the
+    settings hash of them with what decides the frames (unless ``identity`` gives one)."""
+    identity = identity or Identity()
+    made_from = dict(identity.made_from or {})
+    settings_hash = identity.settings_hash or identity_hash(
+        {
+            "prompt_id": identity.prompt,
+            "variant": identity.variant,
+            "settings": record.settings,
+            "scheduler": record.scheduler,
+            "seed": record.seed,
+            "prompt": record.prompt,
+            "model_ids": record.model_ids,
+            "model_hashes": record.model_hashes,
+            "made_from": made_from,
+        }
+    )
+    return Identity(
+        prompt=identity.prompt, variant=identity.variant, settings_hash=settings_hash, made_from=made_from
+    )
+
+
+def write_frames(path: str | os.PathLike, record: FramesRecord, identity: Identity | None = None) -> None:
+    """Write frames.h5 atomically. ``identity``: the prompt id, variant and made_from to record (see
+    :func:`frames_identity`); without one they are empty."""
     with atomic_h5(path, "frames", record.attrs) as h5:
+        write_identity(h5, frames_identity(record, identity))
         write_dataset(h5, "frames", record.frames)
 
 
-def read_frames(path: str | os.PathLike) -> FramesRecord:
-    """The validated record of a frames.h5 file (frames (F,H,H,3) uint8, JSON attributes decoded)."""
+def read_frames_identity(path: str | os.PathLike, expected: Identity | None = None) -> Identity:
+    """The identity a frames.h5 file records (after its format checks), compared with ``expected``."""
     with open_intermediate(path, "frames") as h5:
+        return check_identity(path, "frames", read_identity(h5), expected)
+
+
+def read_frames(path: str | os.PathLike, expected: Identity | None = None) -> FramesRecord:
+    """The validated record of a frames.h5 file (frames (F,H,H,3) uint8, JSON attributes decoded).
+
+    ``expected``: the identity it must hold (prompt id, variant, settings hash, made_from; ``None`` = not
+    checked)."""
+    with open_intermediate(path, "frames") as h5:
+        check_identity(path, "frames", read_identity(h5), expected)
         frames = read_h5_dataset(h5, "frames", "frames", shape=(None, None, None, 3), dtype=np.uint8)
         missing = [key for key in ATTRIBUTES if key not in h5.attrs and key not in OPTIONAL_ATTRS]
         if missing:

@@ -1,5 +1,12 @@
 """The evaluation record ``results/eval/{prompt}/{variant}.json`` (format "eval"): its record, one writer,
-one reader."""
+one reader.
+
+The identity (latentman.io.Identity): ``prompt`` (the prompt id) and ``variant`` as always, and, when the
+writer is given an identity (the workflow always), ``settings_hash`` (of prompt, variant, settings and
+made_from) and ``made_from`` (``{"frames": ..., "correspondence": ...}``: the settings_hash of the files
+it was computed from), after the record's keys. Optional to library callers (same format version); the
+workflow refuses a file without them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from latentman.errors import IntermediateFileError
-from latentman.io import FORMAT_VERSIONS, write_json
+from latentman.io import FORMAT_VERSIONS, Identity, check_identity, identity_hash, write_json
 
 if TYPE_CHECKING:
     from latentman.metrics.h_mse import HMSE
@@ -68,21 +75,55 @@ class EvaluationRecord:
         return cls(**fields, h_mse=HMSE(**record["h_mse"]), h_mse_official=HMSE(**record["h_mse_official"]))
 
 
-def write_evaluation(path: str | os.PathLike, record: EvaluationRecord | Mapping[str, Any]) -> None:
+def write_evaluation(
+    path: str | os.PathLike, record: EvaluationRecord | Mapping[str, Any], identity: Identity | None = None
+) -> None:
     """Write an eval record atomically (NaN refused: it is not JSON, and never a valid score).
 
     ``record`` is an :class:`EvaluationRecord`; tests that make up records may pass its :meth:`as_dict`
-    form instead.
+    form instead. ``identity``: its ``made_from`` (and optionally ``settings_hash``) is recorded after the
+    record's keys; the record's prompt and variant are the identity's (a different one is refused).
     """
     if isinstance(record, EvaluationRecord):
         record = record.as_dict()
     if record.get("format") != "eval" or record.get("format_version") != FORMAT_VERSIONS["eval"]:
         raise ValueError("write_evaluation: the record is not an 'eval' record of the current version")
+    if identity is not None:
+        for key in ("prompt", "variant"):
+            if getattr(identity, key) not in (None, record.get(key)):
+                raise ValueError(
+                    f"write_evaluation: identity {key} {getattr(identity, key)!r} is not the record's "
+                    f"{record.get(key)!r}"
+                )
+        made_from = dict(identity.made_from or {})
+        settings_hash = identity.settings_hash or identity_hash(
+            {
+                "prompt": record.get("prompt"),
+                "variant": record.get("variant"),
+                "settings": record.get("settings"),
+                "made_from": made_from,
+            }
+        )
+        record = {**record, "settings_hash": settings_hash, "made_from": made_from}
     write_json(path, record)
 
 
-def read_evaluation(path: str | os.PathLike) -> dict:
-    """Read one eval JSON, checking its format and version (``EvaluationRecord.from_dict`` types it)."""
+def evaluation_identity(record: Mapping[str, Any]) -> Identity:
+    """The identity an eval JSON's content records."""
+    made_from = record.get("made_from")
+    return Identity(
+        prompt=record.get("prompt") or None,
+        variant=record.get("variant") or None,
+        settings_hash=record.get("settings_hash") or None,
+        made_from=dict(made_from) if isinstance(made_from, Mapping) else None,
+    )
+
+
+def read_evaluation(path: str | os.PathLike, expected: Identity | None = None) -> dict:
+    """Read one eval JSON, checking its format and version (``EvaluationRecord.from_dict`` types it).
+
+    ``expected``: the identity it must hold (prompt id, variant, settings hash, made_from; ``None`` = not
+    checked)."""
     path = Path(path)
     try:
         record = json.loads(path.read_text())
@@ -95,4 +136,5 @@ def read_evaluation(path: str | os.PathLike) -> dict:
             f"{path}: expected format 'eval' version {FORMAT_VERSIONS['eval']}, found "
             f"{record.get('format')!r} version {record.get('format_version')!r}; rerun rule 'evaluate'"
         )
+    check_identity(path, "eval", evaluation_identity(record), expected)
     return record

@@ -9,6 +9,10 @@ Output file layout (``.npz``, written atomically by :func:`write_motion`):
 - ``reason`` str: why the built-in motion was chosen for the text ("verb 'waves' (also named: run)"),
   empty for other sources. Optional for the reader: files written before it existed read as "" (same
   format version);
+- ``prompt_id`` str and ``settings_hash`` str: the identity (latentman.io.Identity). The workflow hashes what
+  the motion job read (:func:`motion_settings_hash` of the prompt row's motion request, ``motion:`` and
+  the MDM model keys), so the render job can check it got the motion of its prompt and settings. Optional
+  to library callers (absent in older files: same format version); the workflow refuses a file without;
 - optional ``poses`` ``(F, 24, 3)`` float32 axis-angle and ``transl`` ``(F, 3)`` float32 pelvis position,
   when the source has SMPL rotations (the body stage then skips fitting).
 
@@ -25,14 +29,27 @@ from typing import Any
 import numpy as np
 
 from latentman.errors import IntermediateFileError
-from latentman.io import FORMAT_VERSIONS, check_array, write_npz
+from latentman.io import FORMAT_VERSIONS, Identity, check_array, check_identity, identity_hash, write_npz
 from latentman.motion.clip import Motion
 from latentman.skeleton import NUM_HML_JOINTS
 
 
-def write_motion(path: str | os.PathLike, motion: Motion) -> None:
-    """Validate ``motion`` and write it atomically as the stage's ``.npz``."""
+def motion_settings_hash(request: Any, motion_config: Any, models: Any) -> str:
+    """The settings hash of a motion: what the motion job reads (the rule's params), hashed."""
+    return identity_hash({"request": request, "motion": motion_config, "models": models})
+
+
+def write_motion(path: str | os.PathLike, motion: Motion, identity: Identity | None = None) -> None:
+    """Validate ``motion`` and write it atomically as the stage's ``.npz``.
+
+    ``identity``: the prompt id and settings hash to record (the workflow's :func:`motion_settings_hash`);
+    without one the prompt id is empty and the hash is that of the motion's text, source, seed and fps.
+    """
     check_array(motion.joints, "joints", path, shape=(None, NUM_HML_JOINTS, 3))
+    identity = identity or Identity()
+    settings_hash = identity.settings_hash or identity_hash(
+        {"text": motion.text, "source": motion.source, "seed": motion.seed, "fps": motion.fps}
+    )
     arrays: dict[str, Any] = {
         "joints": np.asarray(motion.joints, dtype=np.float32),
         "fps": np.float64(motion.fps),
@@ -42,6 +59,8 @@ def write_motion(path: str | os.PathLike, motion: Motion) -> None:
         "reason": np.str_(motion.reason),
         "format": np.str_("motion"),
         "format_version": np.int64(FORMAT_VERSIONS["motion"]),
+        "prompt_id": np.str_(identity.prompt or ""),
+        "settings_hash": np.str_(settings_hash),
     }
     if motion.poses is not None and motion.transl is not None:
         arrays["poses"] = np.asarray(motion.poses, dtype=np.float32)
@@ -55,14 +74,36 @@ def _hint() -> str:
     return "delete it and rerun rule 'motion' (snakemake --cores all --forcerun motion)"
 
 
-def read_motion(path: str | os.PathLike) -> Motion:
+def read_motion_identity(path: str | os.PathLike, expected: Identity | None = None) -> Identity:
+    """The identity a motion file records (after its format checks), compared with ``expected``."""
+    path = Path(path)
+    return check_identity(path, "motion", _identity(_load(path)), expected)
+
+
+def _identity(arrays: dict[str, np.ndarray]) -> Identity:
+    return Identity.from_attrs(
+        {key: str(arrays[key]) for key in ("prompt_id", "settings_hash") if key in arrays}
+    )
+
+
+def read_motion(path: str | os.PathLike, expected: Identity | None = None) -> Motion:
     """Read and validate a motion ``.npz`` written by :func:`write_motion`.
 
+    ``expected``: the identity it must hold (prompt id, settings hash); ``None`` checks none.
+
     Raises:
-        IntermediateFileError: missing, truncated, foreign or old-version file, bad shapes/dtypes or
-            non-finite values; the message names the file and the rule to rerun.
+        IntermediateFileError: missing, truncated, foreign or old-version file, a file of another prompt or
+            settings than ``expected``, bad shapes/dtypes or non-finite values; the message names the file
+            and the rule to rerun.
     """
     path = Path(path)
+    arrays = _load(path)
+    check_identity(path, "motion", _identity(arrays), expected)
+    return _motion(path, arrays)
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a motion file whose format and version are right."""
     if not path.exists():
         raise IntermediateFileError(f"{path}: file not found; it is made by rule 'motion'")
     try:
@@ -83,6 +124,10 @@ def read_motion(path: str | os.PathLike) -> Motion:
             f"{path}: format version {version}, this version of latentman reads version "
             f"{FORMAT_VERSIONS['motion']}; {_hint()}"
         )
+    return arrays
+
+
+def _motion(path: Path, arrays: dict[str, np.ndarray]) -> Motion:
     joints = check_array(arrays["joints"], "joints", path, shape=(None, NUM_HML_JOINTS, 3), dtype=np.float32)
     frames = joints.shape[0]
     if frames < 2:

@@ -17,8 +17,10 @@ Layout (every per-frame dataset chunked one frame at a time, gzip):
 - ``/mesh/{rest_vertices (V,3) float32, faces (T,3) int64, vertex_iuv (V,3) float32 [part, U, V]}``.
 
 Root attrs: ``fps`` (video), ``frame_step``, ``motion_source``, ``iuv_source``, ``backend``, ``settings``
-(the render settings, JSON). :class:`RenderRecord` is the file's content in memory; :func:`write_render` takes
-it, :func:`read_render` returns the fields asked for as a dict.
+(the render settings, JSON); the identity (format version 4, latentman.io.Identity): ``prompt_id``,
+``settings_hash`` (of the prompt, the root attrs above and ``made_from``), ``made_from`` (JSON:
+``{"motion": the motion file's settings_hash}``). :class:`RenderRecord` is the file's content in memory;
+:func:`write_render` takes it, :func:`read_render` returns the fields asked for as a dict.
 """
 
 from __future__ import annotations
@@ -31,7 +33,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from latentman.errors import IntermediateFileError
-from latentman.io import atomic_h5, open_intermediate, read_attr, read_h5_dataset, write_dataset
+from latentman.io import (
+    Identity,
+    atomic_h5,
+    check_identity,
+    identity_hash,
+    open_intermediate,
+    read_attr,
+    read_h5_dataset,
+    read_identity,
+    write_dataset,
+    write_identity,
+)
 from latentman.render.settings import RenderSettings
 from latentman.skeleton import NUM_HML_JOINTS
 
@@ -79,12 +92,28 @@ class RenderRecord:
         }
 
 
-def write_render(path: str | os.PathLike, record: RenderRecord) -> None:
-    """Write a render file atomically (a failure leaves no file at ``path``)."""
+def render_identity(record: RenderRecord, identity: Identity | None = None) -> Identity:
+    """The identity :func:`write_render` records: ``identity``'s prompt and made_from, and the settings
+    hash of the prompt, the record's root attributes and made_from (unless ``identity`` gives one)."""
+    identity = identity or Identity()
+    made_from = dict(identity.made_from or {})
+    settings_hash = identity.settings_hash or identity_hash(
+        {"prompt": identity.prompt, "attrs": record.attrs(), "made_from": made_from}
+    )
+    return Identity(prompt=identity.prompt, settings_hash=settings_hash, made_from=made_from)
+
+
+def write_render(path: str | os.PathLike, record: RenderRecord, identity: Identity | None = None) -> None:
+    """Write a render file atomically (a failure leaves no file at ``path``).
+
+    ``identity``: the prompt id and ``made_from`` (``{"motion": settings hash}``) to record (see
+    :func:`render_identity`); without one they are empty.
+    """
     smpl = record.smpl
     camera = record.camera
     frames = len(record.depth)
     with atomic_h5(path, "render", record.attrs()) as h5:
+        write_identity(h5, render_identity(record, identity))
         group = h5.create_group("smpl")
         for name in ("global_orient", "body_pose", "transl"):
             write_dataset(group, name, np.asarray(getattr(smpl, name), dtype=np.float32))
@@ -123,8 +152,18 @@ def write_render(path: str | os.PathLike, record: RenderRecord) -> None:
 FIELDS = (*FRAME_DATASETS, "smpl", "camera", "mesh")
 
 
-def read_render(path: str | os.PathLike, fields: Collection[str] = FIELDS) -> dict[str, Any]:
+def read_render_identity(path: str | os.PathLike, expected: Identity | None = None) -> Identity:
+    """The identity a render file records (after its format checks), compared with ``expected``."""
+    return read_render(path, (), expected)["identity"]
+
+
+def read_render(
+    path: str | os.PathLike, fields: Collection[str] = FIELDS, expected: Identity | None = None
+) -> dict[str, Any]:
     """Read ``fields`` of a render file and run every check that applies to them.
+
+    ``expected``: the identity the file must hold (prompt id, settings hash, made_from; ``None`` = not
+    checked); the recorded one comes back as ``identity``.
 
     Fields: the frame datasets (``depth``, ``control``, ``iuv``, ``face_id``, ``barycentric``, ``mask``),
     ``smpl`` (dict of arrays, ``joint_error_mm`` included, + ``fit_error_mm``, ``fit``, ``body``),
@@ -136,14 +175,16 @@ def read_render(path: str | os.PathLike, fields: Collection[str] = FIELDS) -> di
 
     Raises:
         IntermediateFileError: missing, foreign or old file, or a dataset with the wrong shape, dtype,
-            range or non-finite values; the message names the file and says to rerun rule 'render'.
+            range or non-finite values, or another identity than ``expected``; the message names the
+            file and says to rerun rule 'render'.
     """
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise ValueError(f"read_render: unknown field(s) {sorted(unknown)}; fields: {', '.join(FIELDS)}")
     fmt = "render"
     with open_intermediate(path, fmt) as h5:
-        out: dict[str, Any] = {"attrs": {key: read_attr(h5, key) for key in h5.attrs}}
+        identity = check_identity(path, fmt, read_identity(h5), expected)
+        out: dict[str, Any] = {"attrs": {key: read_attr(h5, key) for key in h5.attrs}, "identity": identity}
         shape: tuple[int, ...] | None = None
         for name in (f for f in FRAME_DATASETS if f in fields):
             channels = (3,) if name in ("iuv", "barycentric") else ()
