@@ -97,15 +97,70 @@ def load(handle: io.BufferedIOBase, where: str | Path) -> object:
         raise error from None
 
 
+#: The largest array a header may declare before anything is allocated (motion files are megabytes).
+MAX_ARRAY_BYTES = 1 << 30
+
+
+class DeclaredSizeError(LatentmanError):
+    """An ``.npy`` header (alone or inside an ``.npz``) declares more data than the file holds or than
+    :data:`MAX_ARRAY_BYTES`; refused before allocating. ``reason`` is the message without the path."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _human(nbytes: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{nbytes} bytes"
+
+
+def read_npy_header(handle, available: int, name: str = "array") -> tuple[tuple, bool, np.dtype]:
+    """Read the ``.npy`` header at ``handle`` and check the size it declares against ``available`` bytes
+    (what follows the header in the file or zip member) and :data:`MAX_ARRAY_BYTES`, before any allocation.
+
+    Raises:
+        DeclaredSizeError: a header claiming more than is there (truncated file, damaged or forged header).
+        ValueError: not an ``.npy`` header.
+    """
+    start = handle.tell()
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+    if dtype.hasobject:
+        return shape, fortran, dtype
+    declared = int(dtype.itemsize)
+    for size in shape:
+        declared *= int(size)
+    data = available - (handle.tell() - start)
+    if declared > MAX_ARRAY_BYTES:
+        raise DeclaredSizeError(
+            f"'{name}' declares shape {tuple(shape)} ({_human(declared)}), more than the "
+            f"{_human(MAX_ARRAY_BYTES)} a motion or model array may hold; nothing was allocated. Cut the "
+            "clip or re-export the file"
+        )
+    if declared > data:
+        raise DeclaredSizeError(
+            f"'{name}' declares shape {tuple(shape)} ({_human(declared)}) but the file holds only "
+            f"{_human(max(data, 0))} of data: it is truncated or its header is damaged; copy or export it "
+            "again"
+        )
+    return shape, fortran, dtype
+
+
 def load_npy(path: str | Path) -> object:
-    """``np.load`` of a ``.npy`` file; an object array (a pickle inside) goes through :func:`load`."""
+    """``np.load`` of a ``.npy`` file; an object array (a pickle inside) goes through :func:`load`.
+
+    The header's declared size is checked against the file first (:func:`read_npy_header`), so a header
+    claiming gigabytes is refused before anything is allocated.
+    """
     path = Path(path)
     with open(path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        shape, fortran, dtype = read_npy_header(handle, path.stat().st_size)
         if dtype.hasobject:
             array = load(handle, path)
             if not isinstance(array, np.ndarray):
