@@ -13,12 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from latentman.config import MAX_PROMPT_CHUNKS
+from latentman.config import MAX_PROMPT_CHUNKS, MAX_VIDEOS, resolve_variant
 from latentman.errors import ConfigError, LatentmanError
 from latentman.io import not_the_file
 from latentman.models.registry import resolve_path
 from latentman.motion.library import choose_motion
-from latentman.toy.domain import PALETTE, caption_words
+from latentman.toy.domain import PALETTE, caption_problem, caption_words
+
+#: Built-in motions are at most this long (latentman.motion.library.generate).
+BUILTIN_MAX_SECONDS = 60
+#: MDM's longest motion, in frames at its 20 fps (latentman.motion.mdm.MAX_FRAMES).
+MDM_MAX_FRAMES, MDM_FPS = 196, 20
 
 
 def minimum_clip_tokens(text: str) -> int:
@@ -67,6 +72,95 @@ def _check_toy_prompt(text: str, where: str) -> None:
         )
 
 
+def _check_toy_caption(text: str, where: str) -> None:
+    """A caption in the grammar's words but shuffled or contradictory would silently draw another outfit."""
+    problem = caption_problem(text)
+    if problem:
+        raise ConfigError(
+            f"{where}: the prompt {text.strip()[:80]!r} is not a caption embedded:toy reads: {problem}; "
+            "write 'a person in a <colour> [striped|dotted] shirt, <colour> trousers and <colour> shoes'"
+        )
+
+
+def _unet_config(config: Mapping) -> tuple[dict | None, str]:
+    """(the configured UNet's config, its name) when it is known without loading weights, else (None, '')."""
+    import json
+
+    value = config["models"]["stable_diffusion"]
+    if value == "embedded:tiny":
+        from latentman.models.embedded import tiny_unet_config
+
+        return tiny_unet_config(), "embedded:tiny's UNet"
+    try:
+        path = resolve_path(value, "stable_diffusion", "results/models") / "unet" / "config.json"
+        return json.loads(path.read_text()), f"the UNet of {value}"
+    except (LatentmanError, OSError, ValueError):
+        return None, ""  # a missing or damaged model is reported by check_model_files, with the fix
+
+
+def _adapter_frames(config: Mapping) -> int | None:
+    """The motion adapter's position encodings (frames one motion window can hold), when known."""
+    import json
+
+    value = config["models"].get("motion_adapter")
+    if not value:
+        return None
+    if value.startswith("embedded:"):
+        return 32  # latentman.models.motion_adapter.adapter_config_for
+    try:
+        path = resolve_path(value, "motion_adapter", "results/models") / "config.json"
+        return int(json.loads(path.read_text()).get("motion_max_seq_length", 32))
+    except (LatentmanError, OSError, ValueError, TypeError):
+        return None
+
+
+def validate_variants_against_models(config: Mapping, source: str = "config") -> None:
+    """What a generation job would refuse from the config and the model files alone, checked at start (a
+    job that stops deletes its previous good output first): MasaCtrl's start layer against the UNet's
+    layer count, AnimateDiff's context_length against the adapter's position encodings."""
+    from latentman.generation.methods.masactrl import check_start_layer, self_attention_layers
+
+    unet, unet_name = _unet_config(config)
+    frames = _adapter_frames(config)
+    for name in config["variants"]:
+        settings = resolve_variant(config, name)
+        where = f"{source}: variants[{name!r}]" if "." in name else f"{source}: variants.{name}"
+        if unet is not None and "masactrl" in settings and settings["method"] == "masactrl":
+            layers = self_attention_layers(unet)
+            check_start_layer(settings["masactrl"]["start_layer"], layers, unet_name, where)
+        if frames is not None and settings["method"] == "animatediff":
+            length = settings["animatediff"]["context_length"]
+            if length > frames:
+                raise ConfigError(
+                    f"{where}.animatediff.context_length = {length} is longer than the motion adapter's "
+                    f"{frames} position encodings (models.motion_adapter = "
+                    f"{config['models']['motion_adapter']!r}); use at most {frames}"
+                )
+
+
+def validate_run_size(prompts: pd.DataFrame, config: Mapping, source: str = "config") -> None:
+    """Every sweep's prompt ids exist, and no run or sweep plans more than MAX_VIDEOS videos."""
+    ids = list(prompts.index)
+    plans = {"run_variants": (len(config["run_variants"]), len(ids))}
+    for name, sweep in (config.get("sweeps") or {}).items():
+        wanted = sweep.get("prompts")
+        unknown = [p for p in wanted or [] if p not in prompts.index]
+        if unknown:
+            shown = ", ".join(ids[:20]) + (" ..." if len(ids) > 20 else "")
+            raise ConfigError(
+                f"{source}: sweeps.{name}.prompts: unknown prompt id(s) {', '.join(map(repr, unknown[:10]))} "
+                f"(prompt table {config['prompts']}: {shown})"
+            )
+        variants = sum(1 for v in config["variants"] if v.startswith(f"{name}."))
+        plans[f"sweeps.{name}"] = (variants, len(ids) if wanted is None else len(wanted))
+    for key, (variants, count) in plans.items():
+        if variants * count > MAX_VIDEOS:
+            raise ConfigError(
+                f"{source}: {key}: {variants} variants x {count} prompts = {variants * count} videos; "
+                f"at most {MAX_VIDEOS} per run (days of GPU time): split the sweep or the prompt table"
+            )
+
+
 def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, source: str = "prompts") -> None:
     """Checks that need both files: frame counts that fit chunking and motion length."""
     for prompt_id, row in prompts.iterrows():
@@ -75,6 +169,8 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
             problem = not_the_file(path) or (None if path.exists() else "not found")
             if problem:
                 raise ConfigError(f"{source}: id {prompt_id!r}: motion_file {str(path)!r} {problem}")
+    validate_run_size(prompts, config)
+    validate_variants_against_models(config)
     mdm = config["models"]["mdm"]
     defaults = config["generation"]["defaults"]
     tokenizer = prompt_tokenizer(config)
@@ -92,6 +188,7 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
         if config["models"]["stable_diffusion"] == "embedded:toy":
             negative = row["negative_prompt"] or defaults["negative_prompt"]
             _check_toy_prompt(f"{row['prompt']}{suffix} {negative}", f"{source}: id {prompt_id!r}")
+            _check_toy_caption(f"{row['prompt']}{suffix}", f"{source}: id {prompt_id!r}")
         negative = row["negative_prompt"] or defaults["negative_prompt"]
         for what, text in (
             ("prompt (+ generation.defaults.prompt_suffix)", str(row["prompt"]) + str(suffix)),
@@ -106,15 +203,24 @@ def validate_prompts_against_config(prompts: pd.DataFrame, config: Mapping, sour
                 )
     step = config["motion"]["frame_step"]
     fps = config["motion"]["fps"]
-    if mdm:
-        # MDM generates at most 196 frames (9.8 s at 20 fps).
-        for prompt_id, row in prompts.iterrows():
-            needed = (row["frames"] - 1) * step + 1
-            if needed > 196:
-                raise ConfigError(
-                    f"{source}: id {prompt_id!r}: frames = {row['frames']} with motion.frame_step = {step} "
-                    f"needs {needed} motion frames ({needed / fps:.1f} s); "
-                    "MDM makes at most 196 (9.8 s at 20 fps)"
-                )
     if not math.isfinite(float(fps)):
         raise ConfigError(f"{source}: motion.fps must be finite")
+    for prompt_id, row in prompts.iterrows():
+        if row["motion_file"]:
+            continue
+        needed = (row["frames"] - 1) * step + 1  # motion frames (latentman.motion.stage.MotionSettings)
+        if mdm:
+            # MDM generates at most 196 frames at its 20 fps (9.8 s); the motion stage resamples to motion.fps
+            native = math.ceil((needed - 1) / fps * MDM_FPS - 1e-6) + 1
+            if native > MDM_MAX_FRAMES:
+                raise ConfigError(
+                    f"{source}: id {prompt_id!r}: frames = {row['frames']} with motion.frame_step = {step} "
+                    f"needs {needed} motion frames ({(needed - 1) / fps:.1f} s); "
+                    "MDM makes at most 196 (9.8 s at 20 fps)"
+                )
+        elif needed > BUILTIN_MAX_SECONDS * fps:
+            raise ConfigError(
+                f"{source}: id {prompt_id!r}: frames = {row['frames']} with motion.frame_step = {step} needs "
+                f"{needed} motion frames at motion.fps = {fps:g}, longer than the built-in motions' "
+                f"{BUILTIN_MAX_SECONDS} s: lower frames or motion.frame_step"
+            )

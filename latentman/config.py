@@ -7,7 +7,10 @@ Validation runs at workflow start (rules/common.smk) before any job: every probl
 from __future__ import annotations
 
 import copy
+import functools
+import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,14 +28,27 @@ PROMPT_COLUMNS = ["id", "motion", "prompt", "negative_prompt", "frames", "seed",
 LATENT_FACTOR = 8
 #: PWG and H_MSE work at half the frame resolution (256 for 512 frames), as the paper.
 GUIDANCE_FACTOR = 2
+#: Most rows a prompt table may have: every row is a video of every run variant (and of every sweep).
+MAX_PROMPT_ROWS = 10_000
+#: Most videos (variants x prompts) one run or one sweep may plan: beyond this the DAG alone takes minutes
+#: and the run days on one GPU.
+MAX_VIDEOS = 20_000
+#: A whole number written with ASCII digits (Python's int() also takes '٤', '４' and '1_000').
+_ASCII_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+
+@functools.lru_cache(maxsize=16)
+def _schema_file(path: str, mtime_ns: int) -> dict:
+    """A schema file parsed once per version of the file (start-up reads it for every variant and row)."""
+    with open(path) as handle:
+        return yaml.safe_load(handle)
 
 
 def load_schema(name: str, schema_dir: str | os.PathLike | None = None) -> dict:
     """A schema of schemas/; the config's gets the registered methods (the ``method`` enum and each method's
     settings block, declared in its module of latentman.generation.methods)."""
     path = Path(schema_dir or SCHEMA_DIR) / f"{name}.schema.yaml"
-    with open(path) as handle:
-        schema = yaml.safe_load(handle)
+    schema = copy.deepcopy(_schema_file(str(path), path.stat().st_mtime_ns))
     if name == "config":
         settings = schema["definitions"]["generation_settings"]["properties"]
         settings["method"] = {"type": "string", "enum": method_names()}
@@ -92,10 +108,15 @@ def _strict_validator(schema: Mapping):
     return jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("integer", is_integer))
 
 
-def validate_against_schema(data: Any, schema_name: str, source: str) -> None:
-    """Raise ConfigError with one line for the first schema violation (deepest error first)."""
+def schema_validator(schema_name: str):
+    """A validator of schemas/<schema_name>.schema.yaml (build it once to check many records)."""
     schema = load_schema(schema_name)
-    validator = _strict_validator(schema)(schema)
+    return _strict_validator(schema)(schema)
+
+
+def validate_against_schema(data: Any, schema_name: str, source: str, validator=None) -> None:
+    """Raise ConfigError with one line for the first schema violation (deepest error first)."""
+    validator = validator or schema_validator(schema_name)
     errors = sorted(validator.iter_errors(data), key=lambda e: (-len(e.absolute_path), str(e.absolute_path)))
     if errors:
         best = jsonschema.exceptions.best_match(errors, key=jsonschema.exceptions.relevance)
@@ -116,15 +137,70 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
 # --------------------------------------------------------------------------------------------
 # config
 # --------------------------------------------------------------------------------------------
-def load_config(path: str | os.PathLike) -> dict:
-    path = Path(path)
+class _DuplicateKey(Exception):
+    def __init__(self, key, line: int, first: int):
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping (PyYAML keeps the last silently). Keys
+    brought in by a merge (``<<: *anchor``) may be overridden: that is what a merge is for."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, line, seen[key])
+                    seen[key] = line
+                except TypeError:  # an unhashable key: the constructor says so
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml_text(path: Path) -> str:
     if not path.exists():
         raise ConfigError(f"config file {path} not found")
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; expected a YAML file (--configfile FILE)")
     try:
-        with open(path) as handle:
-            config = yaml.safe_load(handle)
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path}: not UTF-8 text (byte {exc.start}: {exc.reason}); expected a YAML file"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
+
+
+def parse_config_text(text: str, path: str | os.PathLike) -> Any:
+    """YAML of a config file; ConfigError (one line) for invalid YAML or a key written twice."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as dup:
+        raise ConfigError(
+            f"{path} line {dup.line}: key {dup.key!r} appears twice in one mapping (first at line "
+            f"{dup.first}); YAML would silently keep only the last: remove one"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def check_config_file(path: str | os.PathLike) -> None:
+    """What Snakemake's own YAML loading lets through: a key written twice (it keeps the last)."""
+    path = Path(path)
+    parse_config_text(_read_yaml_text(path), path)
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    config = parse_config_text(_read_yaml_text(path), path)
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: must be a mapping of keys to values")
     return config
@@ -176,9 +252,34 @@ def check_variant_settings(settings: Mapping, where: str) -> None:
     get_method(settings["method"]).check(settings, where)
 
 
+def check_finite(data: Any, source: str, path: tuple = ()) -> None:
+    """ConfigError naming the first NaN or infinite number (YAML's ``.nan``, ``.inf``): JSON Schema's
+    minimum and maximum are false for NaN, so the schema alone lets it through."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(
+            f"{source}: {_key_path(path) or '(top level)'} = {data} is not a finite number (NaN and "
+            "infinity are never allowed)"
+        )
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            check_finite(value, source, (*path, key))
+    elif isinstance(data, (list, tuple)):
+        for index, value in enumerate(data):
+            check_finite(value, source, (*path, index))
+
+
 def validate_config(config: Mapping, source: str = "config") -> dict:
     """Validate the whole config; returns it unchanged. Raises ConfigError (one line)."""
+    check_finite(config, source)
     validate_against_schema(config, "config", source)
+    render = config["render"]
+    if "min_body_pixels" in render and "resolution" in render:
+        pixels, resolution = render["min_body_pixels"], render["resolution"]
+        if pixels > resolution * resolution:
+            raise ConfigError(
+                f"{source}: render.min_body_pixels = {pixels} is more than the {resolution}x{resolution} "
+                f"frame has ({resolution * resolution}): every render would be refused"
+            )
     defaults = config["generation"]["defaults"]
     missing = [
         key
@@ -245,7 +346,7 @@ def _prompt_lines(path: Path) -> list[str]:
     return text.splitlines()
 
 
-def _prompt_record(fields: list[str], header: list[str], where: str) -> dict:
+def _prompt_record(fields: list[str], header: list[str], where: str, validator=None) -> dict:
     """One row as typed values, checked against the schema; ConfigError names the line and column."""
     extra = [
         (index, field) for index, field in enumerate(fields[len(header) :], len(header) + 1) if field.strip()
@@ -261,13 +362,13 @@ def _prompt_record(fields: list[str], header: list[str], where: str) -> dict:
         record.setdefault(column, "")
     for key in ("frames", "seed"):
         text = record[key]
-        try:
-            record[key] = int(text)
-        except ValueError:
+        if not _ASCII_INTEGER.fullmatch(text):
+            digits = " in ASCII digits 0-9" if any(c.isdigit() or c == "_" for c in text) else ""
             raise ConfigError(
-                f"{where}: column {key} = {text!r} is not allowed (expected a whole number)"
-            ) from None
-    validate_against_schema(record, "prompts", where)
+                f"{where}: column {key} = {text!r} is not allowed (expected a whole number{digits})"
+            )
+        record[key] = int(text)
+    validate_against_schema(record, "prompts", where, validator)
     return record
 
 
@@ -281,6 +382,12 @@ def load_prompts(path: str | os.PathLike) -> pd.DataFrame:
     header = [column.strip() for column in lines[0].split("\t")]
     while header and header[-1] == "":  # trailing tabs on the header line
         header.pop()
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise ConfigError(
+            f"{path}: column(s) {', '.join(map(repr, repeated))} appear more than once in the header "
+            "(only one would be read): remove the copy"
+        )
     unknown = [c for c in header if c not in PROMPT_COLUMNS]
     if unknown:
         allowed = ", ".join(PROMPT_COLUMNS)
@@ -288,6 +395,13 @@ def load_prompts(path: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in REQUIRED_PROMPT_COLUMNS if c not in header]
     if missing:
         raise ConfigError(f"{path}: the header lacks column(s) {', '.join(missing)}")
+    count = sum(1 for line in lines[1:] if line.strip())
+    if count > MAX_PROMPT_ROWS:
+        raise ConfigError(
+            f"{path}: {count} rows; at most {MAX_PROMPT_ROWS} (every row is a video per variant): split the "
+            "table into several runs (--config prompts=PART.tsv)"
+        )
+    validator = schema_validator("prompts")
     rows, errors = [], []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -296,7 +410,7 @@ def load_prompts(path: str | os.PathLike) -> pd.DataFrame:
         identifier = fields[header.index("id")].strip() if header.index("id") < len(fields) else "?"
         where = f"{path} line {number} (id {identifier!r})"
         try:
-            rows.append(_prompt_record(fields, header, where))
+            rows.append(_prompt_record(fields, header, where, validator))
         except ConfigError as error:
             errors.append(str(error))
     if errors:

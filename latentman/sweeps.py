@@ -27,6 +27,9 @@ from latentman.config import deep_merge, resolve_variant
 from latentman.errors import ConfigError
 from latentman.generation.methods import backbone_of
 
+#: Most variants one sweep may expand to (options of every axis multiplied, times its seeds).
+MAX_SWEEP_VARIANTS = 1000
+
 
 @dataclass(frozen=True)
 class SweepVariant:
@@ -56,6 +59,16 @@ def expand_sweep(name: str, sweep: Mapping) -> list[SweepVariant]:
     prompts = sweep.get("prompts")
     if prompts is not None and len(prompts) == 0:
         raise ConfigError(f"sweeps.{name}.prompts is an empty list, so the sweep expands to nothing")
+    size = 1
+    for axis in axes:
+        size *= len(axis)
+    size *= len(seeds) if seeds is not None else 1
+    if size > MAX_SWEEP_VARIANTS:
+        raise ConfigError(
+            f"sweeps.{name}: the grid ({' x '.join(str(len(axis)) for axis in axes)} options"
+            f"{f' x {len(seeds)} seeds' if seeds is not None else ''}) expands to {size} variants; at most "
+            f"{MAX_SWEEP_VARIANTS} per sweep: split it into smaller sweeps"
+        )
     variants: list[SweepVariant] = []
     seen: dict[str, str] = {}
     for combination in itertools.product(*[list(axis.items()) for axis in axes]):

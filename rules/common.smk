@@ -5,7 +5,13 @@ import os
 import sys
 
 from latentman.checks import validate_prompts_against_config
-from latentman.config import load_prompts, resolve_variant, validate_config, video_seed
+from latentman.config import (
+    check_config_file,
+    load_prompts,
+    resolve_variant,
+    validate_config,
+    video_seed,
+)
 from latentman.errors import ConfigError, LatentmanError
 from latentman.generation.methods import get_method
 from latentman.models import TOY_DIR, check_model_files, check_motion_adapter_files
@@ -35,6 +41,9 @@ def _names(requested, valid):
 
 
 try:
+    # Snakemake keeps a key written twice silently
+    for _configfile in workflow.configfiles:
+        check_config_file(_configfile)
     validate_config(config, source="config")
     # sweeps: expand named grids into variants (resolve_variant finds them), then re-check them all
     SWEEPS = register_sweeps(config)
@@ -263,8 +272,12 @@ def sweep_members(sweep):
             f"{', '.join(SWEEPS) or 'none'})",
             kind="target",
         )
-    variants = select_sweep(SWEEPS, sweep)
-    prompts = sweep_prompts(config["sweeps"][sweep], PROMPT_IDS, sweep)
+    try:
+        variants = select_sweep(SWEEPS, sweep)
+        prompts = sweep_prompts(config["sweeps"][sweep], PROMPT_IDS, sweep)
+    # in an input function: one line, not a multi-line InputFunctionException
+    except LatentmanError as error:
+        _stop(error)
     return [v.name for v in variants], {v.name: v.group for v in variants}, prompts
 
 

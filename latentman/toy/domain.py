@@ -91,6 +91,39 @@ def caption_words() -> list[str]:
     return sorted(words)
 
 
+def caption_problem(text: str) -> str | None:
+    """Why ``text`` is not a caption of the grammar (None when it is one): a garment named twice or with two
+    colours, a pattern on another garment, a missing garment, or the words in another order. The toy model
+    was trained on the grammar only; anything else gives an outfit the prompt did not ask for."""
+    import re
+
+    tokens = re.findall(r"[a-z]+|[^\w\s]", text.lower())
+    colours, patterns = set(PALETTE), {p for p in PATTERNS if p != "plain"}
+    named: dict[str, list[str]] = {garment: [] for garment in GARMENTS}
+    for index, token in enumerate(tokens):
+        if token in GARMENTS:
+            if named[token]:
+                return f"it names the {token} twice"
+            before, back = [], index - 1
+            while back >= 0 and (tokens[back] in colours or tokens[back] in patterns):
+                before.append(tokens[back])
+                back -= 1
+            named[token] = [word for word in before if word in colours] or ["(none)"]
+            if len(named[token]) > 1:
+                return f"two colours for the {token} ({', '.join(reversed(named[token]))})"
+            if token != "shirt" and any(word in patterns for word in before):
+                return f"a pattern on the {token}: only the shirt has one"
+    missing = [garment for garment in GARMENTS if named[garment] in ([], ["(none)"])]
+    if missing:
+        return f"no colour for the {', '.join(missing)}"
+    shirt, trousers, shoes = (named[garment][0] for garment in GARMENTS)
+    pattern = next((t for t in tokens if t in patterns), "plain")
+    expected = caption(shirt, pattern, trousers, shoes)
+    if tokens != re.findall(r"[a-z]+|[^\w\s]", expected):
+        return f"the words are not in the grammar's order (expected {expected!r})"
+    return None
+
+
 def held_out_combinations() -> list[tuple[str, str, str]]:
     """Colour combinations (shirt, trousers, shoes) never seen in training: a fixed 1 in 6 of all 216.
 

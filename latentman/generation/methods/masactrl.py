@@ -36,7 +36,7 @@ BLOCK = SettingsBlock(
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "start_step": {"type": "integer", "minimum": 0},
+            "start_step": {"type": "integer", "minimum": 0, "maximum": 999},
             "start_layer": {"type": "integer", "minimum": 0, "maximum": 16},
             "masked": {"type": "boolean"},
         },
@@ -45,9 +45,45 @@ BLOCK = SettingsBlock(
 )
 
 
+#: Spatial self-attention layers of SD1.5's UNet: ``masactrl.start_layer`` counts these.
+SD15_LAYERS = 16
+
+
 def scaled_start_layer(start_layer: int, n_layers: int) -> int:
     """MasaCtrl's start layer counts SD1.5's 16 self-attention layers; scale it for other UNets."""
-    return int(round(start_layer * n_layers / 16))
+    return int(round(start_layer * n_layers / SD15_LAYERS))
+
+
+def self_attention_layers(unet_config: Mapping[str, Any]) -> int:
+    """The spatial self-attention layers of a diffusers UNet2DConditionModel config (16 for SD1.5): one per
+    transformer layer of the cross-attention down blocks, the mid block and the up blocks."""
+    per_block = unet_config.get("layers_per_block", 2)
+    transformers = unet_config.get("transformer_layers_per_block", 1)
+    down = unet_config.get("down_block_types", ())
+    up = unet_config.get("up_block_types", ())
+
+    def each(value, count):
+        return list(value) if isinstance(value, (list, tuple)) else [value] * count
+
+    per_block_down = each(per_block, len(down))
+    per_block_up = list(reversed(per_block_down)) if not isinstance(per_block, int) else [per_block] * len(up)
+    layers_down = each(transformers, len(down))
+    layers_up = list(reversed(layers_down))
+    total = sum(n * t for kind, n, t in zip(down, per_block_down, layers_down) if "CrossAttn" in kind)
+    total += sum((n + 1) * t for kind, n, t in zip(up, per_block_up, layers_up) if "CrossAttn" in kind)
+    if "CrossAttn" in str(unet_config.get("mid_block_type", "UNetMidBlock2DCrossAttn")):
+        total += layers_down[-1] if layers_down else 1
+    return total
+
+
+def check_start_layer(start_layer: int, n_layers: int, model: str, where: str) -> None:
+    """ConfigError when ``start_layer`` leaves no layer of a UNet with ``n_layers`` to MasaCtrl."""
+    if scaled_start_layer(start_layer, n_layers) >= n_layers:
+        raise ConfigError(
+            f"{where}.masactrl.start_layer = {start_layer} has no effect: it is layer "
+            f"{scaled_start_layer(start_layer, n_layers)} of the {n_layers} self-attention layers of {model} "
+            "(0-based), so no layer gets mutual self-attention; use a smaller start_layer or method t2v_zero"
+        )
 
 
 class MasaCtrl(GenerationMethod):
@@ -64,6 +100,7 @@ class MasaCtrl(GenerationMethod):
                 f"{where}.t2v_zero.motion_dynamics = true has no effect with method masactrl; switch it off "
                 "or use method t2v_zero"
             )
+        check_start_layer(settings["masactrl"]["start_layer"], SD15_LAYERS, "SD1.5's UNet", where)
         steps, start = settings["num_inference_steps"], settings["masactrl"]["start_step"]
         if start >= steps:
             raise ConfigError(

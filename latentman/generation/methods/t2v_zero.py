@@ -35,8 +35,8 @@ BLOCK = SettingsBlock(
         "additionalProperties": False,
         "properties": {
             "motion_dynamics": {"type": "boolean"},
-            "delta_t": {"type": "integer", "minimum": 0},
-            "lambda": {"type": "number"},
+            "delta_t": {"type": "integer", "minimum": 0, "maximum": 999},
+            "lambda": {"type": "number", "minimum": -512, "maximum": 512},
         },
     },
     parse=T2VZeroSettings.from_config,
