@@ -11,14 +11,20 @@ Inputs (all local, never downloaded):
 Sampling: ``diffusion_steps`` (args.json, default 1000) ancestral steps with the ``noise_schedule``,
 x0 prediction, classifier-free guidance ``uncond + s * (cond - uncond)`` with ``s = guidance_param``
 (args.json, default 2.5), de-normalisation with Mean/Std, ``recover_from_ric`` → ``(T, 22, 3)`` at
-20 fps, then resampling to ``motion.fps``.
+20 fps, then resampling to ``motion.fps``. As the official code: ``mdm.sample_length`` (default 196)
+frames are sampled and cropped to the prompt's length; CLIP runs in float16 on cleaned text
+(:func:`clean_text`); a checkpoint with ``cond_mask_prob`` 0 is sampled without guidance (scale 1).
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+import math
 import os
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +72,90 @@ class MDMBundle:
 
     @property
     def guidance(self) -> float:
+        """``guidance_param`` (default 2.5), or 1 (no classifier-free guidance) when the checkpoint was
+        trained without unconditional samples (``cond_mask_prob`` 0): its unconditional output is untrained
+        (the official sampler refuses such a checkpoint; we sample it conditionally and log it)."""
+        if float(self.args.get("cond_mask_prob", 0.1)) == 0.0:
+            return 1.0
         return float(self.args.get("guidance_param", 2.5))
+
+
+#: args.json keys read here: (type, minimum, maximum). Wrong types or absurd sizes are refused before a
+#: network is allocated.
+ARG_RANGES = {
+    "latent_dim": (int, 1, 4096),
+    "ff_size": (int, 1, 16384),
+    "layers": (int, 1, 64),
+    "num_heads": (int, 1, 64),
+    "diffusion_steps": (int, 1, 5000),
+    "dropout": (float, 0.0, 1.0),
+    "cond_mask_prob": (float, 0.0, 1.0),
+    "guidance_param": (float, 0.0, 100.0),
+}
+
+
+def check_args(args: Any, args_path: Path) -> dict:
+    """``args.json`` as a dict whose sizes are numbers in range, or one line naming the key and the fix."""
+    where = f"models.mdm: {args_path}"
+    if not isinstance(args, dict):
+        raise ModelNotFoundError(
+            f"{where} holds a JSON {type(args).__name__}, expected an object of training arguments; "
+            f"use the args.json that came with the checkpoint ({WHERE_MDM})"
+        )
+    for key, (kind, low, high) in ARG_RANGES.items():
+        if key not in args:
+            continue
+        value = args[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is int and number and float(value) != int(value):
+            number = False
+        if not number or not math.isfinite(float(value)) or not low <= float(value) <= high:
+            raise ModelNotFoundError(
+                f"{where}: '{key}' is {value!r}, expected a{'n integer' if kind is int else ' number'} in "
+                f"{low}..{high}; use the args.json that came with the checkpoint ({WHERE_MDM})"
+            )
+    if "num_heads" in args or "latent_dim" in args:
+        if int(args.get("latent_dim", 512)) % int(args.get("num_heads", 4)):
+            raise ModelNotFoundError(
+                f"{where}: latent_dim {args.get('latent_dim', 512)} is not a multiple of num_heads "
+                f"{args.get('num_heads', 4)}; use the args.json that came with the checkpoint ({WHERE_MDM})"
+            )
+    return args
+
+
+def clean_text(text: str) -> str:
+    """OpenAI CLIP's text cleaning before tokenisation: ``ftfy.fix_text`` when ftfy is installed, HTML
+    entities unescaped twice, whitespace collapsed. Without ftfy, NFC normalisation and uncurled quotes
+    stand in for its fixes (mojibake is not repaired)."""
+    try:
+        import ftfy
+
+        text = ftfy.fix_text(text)
+    except ImportError:
+        text = unicodedata.normalize("NFC", text)
+        text = text.translate(str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'}))
+    text = html.unescape(html.unescape(text)).strip()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _half_clip(text_model) -> Any:
+    """The CLIP text tower in float16 as the official MDM runs it (``clip.load(jit=False)`` then
+    ``convert_weights``): linear layers and embeddings in float16, LayerNorm computed in float32 on float16
+    activations and cast back (OpenAI CLIP's ``LayerNorm``)."""
+    text_model = text_model.half()
+
+    def to_float(module, inputs):
+        return tuple(x.float() for x in inputs)
+
+    def to_half(module, inputs, output):
+        return output.half()
+
+    for module in text_model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.float()
+            module.register_forward_pre_hook(to_float)
+            module.register_forward_hook(to_half)
+    return text_model
 
 
 def _missing(key: str, path: Path | str, what: str, where: str) -> ModelNotFoundError:
@@ -84,6 +173,10 @@ def _state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
             break
+    if not isinstance(state, dict):
+        raise ModelNotFoundError(
+            f"models.mdm: {checkpoint} holds a {type(state).__name__}, not a state dict; {WHERE_MDM}"
+        )
     return {k: v for k, v in state.items() if not k.startswith(IGNORED_PREFIXES)}
 
 
@@ -145,28 +238,57 @@ def load_mdm(config: Mapping[str, Any]) -> MDMBundle:
     checkpoint, args_path, stats_dir, clip_dir = check_mdm_files(config.get("models") or {})
     try:
         args = json.loads(args_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelNotFoundError(f"models.mdm: {args_path} is not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelNotFoundError(
+            f"models.mdm: {args_path} is not valid JSON ({exc}); use the args.json that came with the "
+            f"checkpoint ({WHERE_MDM})"
+        ) from None
+    args = check_args(args, args_path)
     stats = []
     for name in ("Mean.npy", "Std.npy"):
         path = stats_dir / name
-        array = np.load(path).astype(np.float32)
-        if array.shape != (FEATURE_DIM,) or not np.isfinite(array).all():
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
             raise ModelNotFoundError(
-                f"models.mdm_stats: {path} has shape {array.shape}, expected ({FEATURE_DIM},)"
+                f"models.mdm_stats: {path} is not a readable .npy file ({exc}); {WHERE_STATS}"
+            ) from None
+        if array.dtype.kind != "f" or array.shape != (FEATURE_DIM,) or not np.isfinite(array).all():
+            raise ModelNotFoundError(
+                f"models.mdm_stats: {path} has shape {array.shape} (dtype {array.dtype}), expected finite "
+                f"floats ({FEATURE_DIM},); {WHERE_STATS}"
             )
-        stats.append(array)
+        stats.append(array.astype(np.float32))
+    if not any(clip_dir.iterdir()):
+        raise ModelNotFoundError(f"models.mdm_clip: {clip_dir} is an empty folder; {WHERE_CLIP}")
     try:
         tokenizer = CLIPTokenizer.from_pretrained(str(clip_dir), local_files_only=True)
         text_model = CLIPTextModelWithProjection.from_pretrained(str(clip_dir), local_files_only=True).eval()
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any loader failure: the folder is not a CLIP text model
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelNotFoundError(
-            f"models.mdm_clip: cannot load CLIP from {clip_dir} ({exc}); {WHERE_CLIP}"
+            f"models.mdm_clip: cannot load CLIP from {clip_dir} ({type(exc).__name__}: {first}); {WHERE_CLIP}"
         ) from None
+    text_model = _half_clip(text_model)
 
     model = build_model(args)
     state = _state_dict(checkpoint)
-    result = model.load_state_dict(state, strict=False)
+    pe = state.get("sequence_pos_encoder.pe")
+    expected = tuple(model.sequence_pos_encoder.pe.shape)
+    if isinstance(pe, torch.Tensor) and tuple(pe.shape) != expected:
+        raise ModelNotFoundError(
+            f"models.mdm: {checkpoint}: the positional encoding sequence_pos_encoder.pe has shape "
+            f"{tuple(pe.shape)}, args.json (latent_dim {args.get('latent_dim', 512)}) implies {expected}; "
+            f"the checkpoint and its args.json do not belong together: {WHERE_MDM}"
+        )
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
+        raise ModelNotFoundError(
+            f"models.mdm: {checkpoint} does not match args.json ({detail[:200]}); use the checkpoint with "
+            f"its own args.json: {WHERE_MDM}"
+        ) from None
     if result.missing_keys or result.unexpected_keys:
         raise ModelNotFoundError(
             f"models.mdm: {checkpoint} does not match args.json (missing {result.missing_keys[:3]}, "
@@ -188,7 +310,9 @@ def load_mdm(config: Mapping[str, Any]) -> MDMBundle:
 @torch.no_grad()
 def encode_text(bundle: MDMBundle, text: str) -> torch.Tensor:
     """CLIP's projected text embedding ``(1, 512)`` of ``text``, truncated to 20 words like MDM."""
-    tokens = bundle.tokenizer([text], truncation=True, max_length=TEXT_TOKENS, return_tensors="pt")
+    tokens = bundle.tokenizer(
+        [clean_text(text)], truncation=True, max_length=TEXT_TOKENS, return_tensors="pt"
+    )
     return bundle.text_model(input_ids=tokens["input_ids"]).text_embeds.float()
 
 
@@ -200,6 +324,8 @@ def sample_features(bundle: MDMBundle, text: str, frames: int, seed: int) -> np.
     cond = encode_text(bundle, text)
     uncond = torch.zeros_like(cond)
     scale = bundle.guidance
+    if scale == 1.0 and float(bundle.args.get("cond_mask_prob", 0.1)) == 0.0:
+        log.info("MDM: cond_mask_prob is 0 in args.json (no unconditional training): guidance scale 1")
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if scale == 1.0:
@@ -229,7 +355,11 @@ def generate_mdm(text: str, frames: int, fps: float, seed: int, config: Mapping[
         )
     bundle = load_mdm(config)
     torch.manual_seed(int(seed))
-    features = sample_features(bundle, text, max(native, 2), seed)
+    sample_length = (config.get("mdm") or {}).get("sample_length", MAX_FRAMES)
+    length = max(native, 2, int(sample_length or 0))
+    # The official sampler draws max_frames (196) and crops: the released checkpoints saw 196-frame
+    # windows in training, without a padding mask.
+    features = sample_features(bundle, text, length, seed)[: max(native, 2)]
     joints = recover_from_ric(torch.from_numpy(features).float(), 22).numpy()
     joints = resample_positions(joints, MDM_FPS, fps)
     require_frames(len(joints), frames, f"MDM ({bundle.checkpoint})")
