@@ -92,6 +92,8 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
                 f"{source}: {key}: name {value[:40]!r}... is longer than {error.validator_value} characters"
             )
         return f"{source}: {key}: name {value!r} is not allowed (letters, digits, '_', '.', '+', '-')"
+    if validator in ("maxItems", "maxProperties"):
+        return f"{source}: {key} has {len(value)} entries; at most {error.validator_value} are allowed"
     if validator == "maxLength":
         return f"{source}: {key} = {value[:40]!r}... is longer than {error.validator_value} characters"
     return f"{source}: {key} = {value!r} is not allowed: {error.message}"
