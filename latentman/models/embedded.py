@@ -149,11 +149,36 @@ def write_tiny_tokenizer(folder: Path) -> int:
 # ------------------------------------------------------------------------------------- builders
 def build_tiny(root: str | os.PathLike, seed: int = TINY_SEED) -> Path:
     """Build and save the tiny random models under ``root/{stable_diffusion,controlnet_depth}`` and the
-    tiny motion adapter under ``root/motion_adapter``."""
+    tiny motion adapter under ``root/motion_adapter``.
+
+    Raises:
+        OutputWriteError: a file could not be written (disk full, quota, file size limit): one line naming
+            models.stable_diffusion = embedded:tiny, the folder and what to do; the half-built ``root`` is
+            removed.
+    """
+    import shutil
+
+    from latentman.errors import OutputWriteError
+
+    root = Path(root)
+    try:
+        return _build_tiny(root, seed)
+    except Exception as exc:  # noqa: BLE001 - safetensors and tokenizers raise their own types on EFBIG/ENOSPC
+        shutil.rmtree(root, ignore_errors=True)
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, OSError) and exc.strerror:
+            detail = exc.strerror
+        raise OutputWriteError(
+            f"models.stable_diffusion = embedded:tiny: the tiny models could not be written under {root} "
+            f"({type(exc).__name__}: {detail}); nothing was left behind. Free disk space (or raise the file "
+            "size limit, ulimit -f) and rerun: rule 'embedded_models' builds them again"
+        ) from None
+
+
+def _build_tiny(root: Path, seed: int) -> Path:
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    root = Path(root)
     sd = root / "stable_diffusion"
     torch.manual_seed(seed)
     vocab_size = write_tiny_tokenizer(sd / "tokenizer")

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -262,8 +261,9 @@ def load_models(
             kwargs["variant"] = variant
         try:
             return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
-        except (OSError, ValueError, json.JSONDecodeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - a config.json that disagrees with the weights raises
+            # RuntimeError (size mismatch), TypeError or AttributeError (wrong types, a list) as well
+            first = _loader_problem(exc, Path(path))
             if value in ("embedded:tiny", "embedded:toy"):
                 raise damaged_embedded(value, key, path, first) from None
             raise ModelNotFoundError(
@@ -299,6 +299,21 @@ def load_models(
         random_weights=random,
         note=note,
     )
+
+
+def _loader_problem(exc: BaseException, path: Path) -> str:
+    """One line of what a ``from_pretrained`` failure means: a config.json that disagrees with the weights
+    (size mismatch) or is of the wrong type, else the loader's first line."""
+    text = str(exc).strip()
+    mismatch = next((line.strip() for line in text.splitlines() if "size mismatch" in line.lower()), None)
+    if mismatch is None and "shape" in text.lower() and "expected" in text.lower():
+        mismatch = text.splitlines()[0].strip()
+    if mismatch:
+        return f"{path.name}/config.json disagrees with the weights: {mismatch[:200]}"
+    if isinstance(exc, (TypeError, AttributeError, KeyError)):
+        first = text.splitlines()[0][:200] if text else type(exc).__name__
+        return f"{path.name}/config.json has a value of the wrong type ({type(exc).__name__}: {first})"
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def damaged_embedded(value: str, key: str, path: Path, problem: str) -> ModelNotFoundError:
