@@ -193,3 +193,59 @@ def test_recover_from_ric():
     turned = recover_from_ric(data, 22)
     offset = turned[1, 1] - turned[1, 0]
     torch.testing.assert_close(offset[[0, 2]].abs(), torch.tensor([0.0, 0.1]), atol=1e-6, rtol=0)
+
+
+def _openai_clip_encode(hf, ids):
+    """OpenAI CLIP's ``encode_text`` after MDM's ``convert_weights`` (float16 linears and attention, float32
+    LayerNorm cast back), written from its ops with the weights of a transformers CLIP text tower."""
+    half = torch.float16
+    text = hf.text_model
+
+    def ln(module, x):
+        return torch.nn.functional.layer_norm(
+            x.float(), module.normalized_shape, module.weight.float(), module.bias.float(), module.eps
+        ).to(half)
+
+    def lin(module, x):
+        bias = None if module.bias is None else module.bias.to(half)
+        return torch.nn.functional.linear(x, module.weight.to(half), bias)
+
+    x = (
+        text.embeddings.token_embedding.weight.to(half)[ids]
+        + text.embeddings.position_embedding.weight.to(half)[: ids.shape[1]]
+    )
+    length = ids.shape[1]
+    mask = torch.full((length, length), float("-inf")).triu(1)
+    for layer in text.encoder.layers:
+        attn = layer.self_attn
+        heads = attn.num_heads
+        h = ln(layer.layer_norm1, x)
+        q, k, v = (lin(m, h) for m in (attn.q_proj, attn.k_proj, attn.v_proj))
+        q, k, v = (t.view(1, length, heads, -1).transpose(1, 2) for t in (q, k, v))
+        scores = (q * attn.scale) @ k.transpose(-1, -2) + mask.to(half)
+        out = (scores.float().softmax(-1).to(half) @ v).transpose(1, 2).reshape(1, length, -1)
+        x = x + lin(attn.out_proj, out)
+        h = lin(layer.mlp.fc1, ln(layer.layer_norm2, x))
+        x = x + lin(layer.mlp.fc2, h * torch.sigmoid(1.702 * h))
+    x = ln(text.final_layer_norm, x)
+    eot = x[torch.arange(1), ids.argmax(-1)]
+    return (eot @ hf.text_projection.weight.to(half).T).float()
+
+
+def test_clip_features_are_float16_as_the_official_code(tiny_mdm):
+    """MDM's CLIP runs in float16 (``clip.load(jit=False)`` + ``convert_weights``): our features agree with
+    OpenAI CLIP's float16 ops to float16 precision and differ from a float32 run."""
+    from transformers import CLIPTextModelWithProjection
+
+    from latentman.motion.mdm import encode_text
+
+    bundle = load_mdm(tiny_mdm["config"])
+    ids = bundle.tokenizer(["a person walks forward"], truncation=True, max_length=22, return_tensors="pt")
+    ids = ids["input_ids"]
+    float32 = CLIPTextModelWithProjection.from_pretrained(tiny_mdm["config"]["models"]["mdm_clip"]).eval()
+    with torch.no_grad():
+        reference = _openai_clip_encode(float32, ids)
+        exact = float32(input_ids=ids).text_embeds
+    ours = encode_text(bundle, "a person walks forward")
+    torch.testing.assert_close(ours, reference, atol=2e-3, rtol=2e-3)
+    assert (ours - exact).abs().max() > 0  # float16, not a float32 run
