@@ -116,26 +116,21 @@ def _adapter_frames(config: Mapping) -> int | None:
 
 def validate_variants_against_models(config: Mapping, source: str = "config") -> None:
     """What a generation job would refuse from the config and the model files alone, checked at start (a
-    job that stops deletes its previous good output first): MasaCtrl's start layer against the UNet's
-    layer count, AnimateDiff's context_length against the adapter's position encodings."""
-    from latentman.generation.methods.masactrl import check_start_layer, self_attention_layers
+    job that stops deletes its previous good output first): each variant's method checks its settings
+    against the UNet's config and the motion adapter's length (GenerationMethod.check_models)."""
+    from latentman.generation.methods import get_method
 
     unet, unet_name = _unet_config(config)
-    frames = _adapter_frames(config)
+    models = {
+        "unet_config": unet,
+        "unet_name": unet_name,
+        "adapter_frames": _adapter_frames(config),
+        "adapter": config["models"].get("motion_adapter"),
+    }
     for name in config["variants"]:
         settings = resolve_variant(config, name)
         where = f"{source}: variants[{name!r}]" if "." in name else f"{source}: variants.{name}"
-        if unet is not None and "masactrl" in settings and settings["method"] == "masactrl":
-            layers = self_attention_layers(unet)
-            check_start_layer(settings["masactrl"]["start_layer"], layers, unet_name, where)
-        if frames is not None and settings["method"] == "animatediff":
-            length = settings["animatediff"]["context_length"]
-            if length > frames:
-                raise ConfigError(
-                    f"{where}.animatediff.context_length = {length} is longer than the motion adapter's "
-                    f"{frames} position encodings (models.motion_adapter = "
-                    f"{config['models']['motion_adapter']!r}); use at most {frames}"
-                )
+        get_method(settings["method"]).check_models(settings, models, where)
 
 
 def validate_run_size(prompts: pd.DataFrame, config: Mapping, source: str = "config") -> None:

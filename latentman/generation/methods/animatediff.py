@@ -113,6 +113,15 @@ class AnimateDiff(TextToVideoZero):
                 "videos use animatediff.context_length windows); remove chunk_size from this variant"
             )
 
+    def check_models(self, settings: Mapping[str, Any], models: Mapping[str, Any], where: str) -> None:
+        """context_length within the adapter's position encodings (the job would refuse it)."""
+        frames, length = models.get("adapter_frames"), settings["animatediff"]["context_length"]
+        if frames is not None and length > frames:
+            raise ConfigError(
+                f"{where}.animatediff.context_length = {length} is longer than the motion adapter's {frames} "
+                f"position encodings (models.{ADAPTER_KEY} = {models.get('adapter')!r}); use at most {frames}"
+            )
+
     def extend_models(self, models, models_config: Mapping[str, Any], models_dir) -> None:
         """Replace ``models.unet`` by the motion UNet of ``models.motion_adapter``; the adapter's id, hash
         and note join the models' record."""

@@ -83,6 +83,11 @@ class GenerationMethod:
     def check_variant(self, config: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> None:
         """Checks that need the whole config or the variant's own overrides (ConfigError, one line)."""
 
+    def check_models(self, settings: Mapping[str, Any], models: Mapping[str, Any], where: str) -> None:
+        """Checks of a resolved variant against what is known of the models at start without loading them
+        (``models``: ``unet_config``, ``unet_name``, ``adapter_frames``; a value is None when unknown), so a
+        generation job never refuses a value only after deleting its previous output (ConfigError)."""
+
     # ------------------------------------------------------------------ generation hooks
     def extend_models(self, models, models_config: Mapping[str, Any], models_dir) -> None:
         """Add what this method needs to the loaded models (AnimateDiff: the motion UNet)."""

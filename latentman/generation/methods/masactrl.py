@@ -107,6 +107,11 @@ class MasaCtrl(GenerationMethod):
                 f"{where}.masactrl.start_step = {start} is outside the schedule (0..{steps - 1})"
             )
 
+    def check_models(self, settings: Mapping[str, Any], models: Mapping[str, Any], where: str) -> None:
+        if models.get("unet_config") is not None:
+            layers = self_attention_layers(models["unet_config"])
+            check_start_layer(settings["masactrl"]["start_layer"], layers, models["unet_name"], where)
+
     def self_attention_processor(self, model: str, layer: int, n_layers: int, context, settings):
         from latentman.generation import attention
 
