@@ -56,12 +56,15 @@ def render_clip(
     held_out_colours: bool = False,
     vary: bool = True,
     backend: str = "auto",
+    one_phase: bool = False,
 ) -> Clip:
     """One painted clip of the built-in motion ``motion``; everything random comes from ``seed``.
 
     ``vary=False`` keeps the workflow's default view (facing the camera, default camera, mean shape), as
     the workflow renders a prompt. ``outfit`` replaces the random outfit, everything else (view, shape,
-    pattern phases) unchanged: the clip repainted.
+    pattern phases) unchanged: the clip repainted. ``one_phase`` paints every frame with one pattern phase
+    (a temporally consistent clip, for the motion adapter); by default each frame draws its own phase, the
+    image model's augmentation (a video of such frames flickers).
     """
     from latentman.render import RenderSettings, ground_offset, render_mesh_sequence
 
@@ -102,6 +105,7 @@ def render_clip(
     light = rotation.T @ np.array([-0.35, -0.55, -1.0])  # OpenCV camera axes: y down, z forward
     light = -light / np.linalg.norm(light)
     images = np.empty((frames, resolution, resolution, 3), dtype=np.uint8)
+    clip_phase = rng.random(3) if one_phase else None
     for k in range(frames):
         normals = domain.vertex_normals(vertices[k], body.faces)
         images[k] = domain.paint(
@@ -114,7 +118,7 @@ def render_clip(
             body.faces,
             light,
             rest_joints[0, 15].astype(np.float64),
-            rng.random(3),
+            clip_phase if one_phase else rng.random(3),
         )
     return Clip(
         motion,
