@@ -165,3 +165,25 @@ def test_weighted_fit_follows_the_shared_joints_closer(body, name):
     (plain_all, plain_shared), (weighted_all, weighted_shared) = errors["plain"], errors["weighted"]
     assert weighted_shared < plain_shared - 2.0  # measured: walk 15.3 -> 12.4 mm, wave 16.5 -> 13.4 mm
     assert weighted_all < plain_all + 1.0  # about 27 mm either way: the skeletons' own difference
+
+
+def test_a_one_frame_spike_the_mean_hides_is_refused_naming_joint_and_frame(body):
+    """One joint 1 m out of place in one frame of 15: the mean error stays under render.max_fit_error_mm,
+    the worst joint-frame does not, and the render refuses it naming both."""
+    from latentman.errors import IntermediateFileError
+    from latentman.render.stage import pose_clip
+
+    poses, transl = library.generate("walk", 15, 20.0, 11)
+    target, _ = forward_kinematics(poses, transl, body.rest_joints)
+    target = target[:, :22].copy()
+    clean = fit_motion(joints_only(target), body)
+    assert clean.worst_error_mm < 60.0
+    pose_clip(joints_only(target), body, np.arange(15), "clean.npz", max_fit_error_mm=80.0)  # renders
+    wrist = JOINT_INDEX["left_wrist"]
+    target[9, wrist] += np.array([1.0, 0.0, 0.0])
+    fit = fit_motion(joints_only(target), body)
+    assert fit.fit_error_mm < 80.0 and fit.worst_at == (9, wrist) and fit.worst_error_mm > 320.0
+    with pytest.raises(
+        IntermediateFileError, match=r"spike\.npz: the body misses joint left_wrist in motion frame 9"
+    ):
+        pose_clip(joints_only(target), body, np.arange(15), "spike.npz", max_fit_error_mm=80.0)

@@ -80,6 +80,10 @@ class SmplFit:
     method: str  # "direct" or "optimised"
     #: (22,) mean error of every joint over all frames, mm (zeros for "direct")
     joint_error_mm: np.ndarray = field(default_factory=lambda: np.zeros(NUM_HML_JOINTS, np.float32))
+    #: the largest error of one joint in one frame, mm, and where (frame, joint): a one-frame spike that the
+    #: means above hide (zero and (0, 0) for "direct")
+    worst_error_mm: float = 0.0
+    worst_at: tuple[int, int] = (0, 0)
 
     @property
     def shared_error_mm(self) -> float:
@@ -100,6 +104,8 @@ class SmplFit:
             fit_error_mm=self.fit_error_mm,
             method=self.method,
             joint_error_mm=self.joint_error_mm,
+            worst_error_mm=self.worst_error_mm,
+            worst_at=self.worst_at,
         )
 
 
@@ -305,11 +311,15 @@ def fit_motion(motion: Any, body: Any, iterations: int = ITERATIONS) -> SmplFit:
         pelvis = np.asarray(motion.transl, dtype=np.float64)
         method, error_mm = "direct", 0.0
         joint_error = np.zeros(NUM_HML_JOINTS)
+        worst = (0.0, (0, 0))
     else:
         poses, pelvis, error_mm = fit_joints(motion.joints, body.rest_joints, iterations=iterations)
         method = "optimised"
         fitted = joints_from_pose(poses, pelvis, body.rest_joints)
-        joint_error = np.linalg.norm(fitted - np.asarray(motion.joints, np.float64), axis=-1).mean(0) * 1000.0
+        per_frame = np.linalg.norm(fitted - np.asarray(motion.joints, np.float64), axis=-1) * 1000.0
+        joint_error = per_frame.mean(0)
+        frame, joint = np.unravel_index(int(np.nanargmax(per_frame)), per_frame.shape)
+        worst = (float(per_frame[frame, joint]), (int(frame), int(joint)))
     frames = poses.shape[0]
     transl = body.transl_for_pelvis(pelvis.astype(np.float32), betas=None)
     return SmplFit(
@@ -320,4 +330,6 @@ def fit_motion(motion: Any, body: Any, iterations: int = ITERATIONS) -> SmplFit:
         fit_error_mm=float(error_mm),
         method=method,
         joint_error_mm=joint_error.astype(np.float32),
+        worst_error_mm=worst[0],
+        worst_at=worst[1],
     )

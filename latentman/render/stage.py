@@ -40,9 +40,15 @@ def video_frames(motion_frames: int, frames: int, frame_step: int, source: str, 
     return np.arange(0, needed, frame_step)
 
 
+#: One joint in one frame may miss by this many times ``render.max_fit_error_mm`` (the bound of the mean).
+WORST_FIT_FACTOR = 4.0
+
+
 def pose_clip(motion, body, keep: np.ndarray, source: str, max_fit_error_mm: float = float("inf")):
     """(SMPL parameters of the kept frames, grounded mesh vertices ``(F, V, 3)`` float64); a fit whose
-    mean joint error exceeds ``max_fit_error_mm`` is refused (wrong units or axes, not a body)."""
+    mean joint error exceeds ``max_fit_error_mm`` is refused (wrong units or axes, not a body), and one
+    whose worst joint in its worst frame misses by more than :data:`WORST_FIT_FACTOR` times that (a spike
+    the mean hides)."""
     from latentman.body.fit import fit_motion
 
     smpl = fit_motion(motion, body).take(keep)
@@ -62,6 +68,14 @@ def pose_clip(motion, body, keep: np.ndarray, source: str, max_fit_error_mm: flo
             f"{source}: the body fits the motion's joints with a mean error of {smpl.fit_error_mm:.0f} mm "
             f"(render.max_fit_error_mm = {max_fit_error_mm:g}); joints must be metres, Y up, in "
             "SMPL/HumanML3D order: check the motion file's units and axes"
+        )
+    if not smpl.worst_error_mm <= WORST_FIT_FACTOR * max_fit_error_mm:
+        frame, joint = smpl.worst_at
+        raise IntermediateFileError(
+            f"{source}: the body misses joint {JOINT_NAMES[joint]} in motion frame {frame} by "
+            f"{smpl.worst_error_mm:.0f} mm (more than {WORST_FIT_FACTOR:g} x render.max_fit_error_mm = "
+            f"{max_fit_error_mm:g}; mean {smpl.fit_error_mm:.0f} mm): a one-frame spike or a joint out of "
+            "place in the motion file; fix that frame or raise render.max_fit_error_mm"
         )
     vertices, _ = body.forward(smpl.global_orient, smpl.body_pose, smpl.transl, betas=smpl.betas)
     lift = ground_offset(vertices)
