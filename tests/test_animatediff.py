@@ -174,13 +174,23 @@ def test_tiny_adapter_round_trip_and_fit(models_dir, tmp_path):
     assert all(torch.equal(saved[k], v) for k, v in again.state_dict().items())
 
 
-def test_toy_adapter_fits_the_toy_unet_with_identity_motion_modules(tmp_path):
+def test_toy_adapter_is_the_trained_one_shipped_and_fits_the_toy_unet(tmp_path, monkeypatch):
+    from latentman.models import motion_adapter
+
     unet_config = json.loads((TOY_DIR / "stable_diffusion" / "unet" / "config.json").read_text())
-    adapter, adapter_id, _, note = load_motion_adapter("embedded:toy", tmp_path, unet_config)
+    adapter, adapter_id, digest, note = load_motion_adapter("embedded:toy", tmp_path, unet_config)
     assert list(adapter.config.block_out_channels) == unet_config["block_out_channels"]
-    assert adapter.config.motion_norm_num_groups == unet_config["norm_num_groups"] and "not trained" in note
+    assert adapter.config.motion_norm_num_groups == unet_config["norm_num_groups"]
+    assert "trained on 16-frame toy clips (stage " in note and digest
     outs = [m for n, m in adapter.named_modules() if n.endswith("proj_out")]
-    assert outs and all(not m.weight.any() and not m.bias.any() for m in outs)
+    assert outs and all(m.weight.any() for m in outs)  # trained: no module is still the identity
+    monkeypatch.setattr(motion_adapter, "TOY_ADAPTER_DIR", tmp_path / "gone")
+    with pytest.raises(
+        ModelNotFoundError,
+        match=r"embedded:toy: the adapter shipped at .*gone is missing or "
+        r"damaged \(folder not found\); restore it with git checkout",
+    ):
+        load_motion_adapter("embedded:toy", tmp_path, unet_config)
 
 
 def test_bad_adapters_are_one_clear_error(models_dir, tmp_path):

@@ -7,10 +7,10 @@ Accepted values:
   the local Hugging Face cache (resolved offline like the other model keys);
 * ``embedded:tiny`` — a random adapter matching the tiny UNet, built by :func:`build_tiny_motion_adapter`
   with the other tiny models (rule ``embedded_models``) and loaded back through ``from_pretrained``;
-* ``embedded:toy`` — a random adapter matching the shipped toy UNet, built in memory (deterministic seed)
-  with its motion modules' output projections zero, as AnimateDiff's are at initialisation: the motion
-  modules are then the identity and the video is the ``t2v_zero`` backbone's (with the same scheduler).
-  Nothing was trained: it measures the cost of the motion modules, not their effect.
+* ``embedded:toy`` — the motion adapter trained for the shipped toy UNet (``tools/train_toy_adapter.py``:
+  AnimateDiff's motion modules trained on 16-frame toy clips, the toy model frozen), shipped as a diffusers
+  MotionAdapter folder in ``latentman/data/toy_model/motion_adapter`` and loaded through the same
+  ``from_pretrained`` path as a user's adapter. It animates the toy domain only: it is not AnimateDiff's.
 
 ``null`` means no adapter; ``method: animatediff`` then stops at config validation.
 """
@@ -33,10 +33,21 @@ ADAPTER_SOURCE = (
 )
 ADAPTER_NEEDS = "config.json and diffusion_pytorch_model.safetensors (a diffusers MotionAdapter folder)"
 ADAPTER_SEED = 20240602
-TOY_ADAPTER_NOTE = (
-    "embedded:toy motion adapter: random motion modules with zero output projections (AnimateDiff's "
-    "initialisation), i.e. identity motion modules; not trained"
-)
+#: The shipped embedded:toy adapter (trained on the toy domain; tools/train_toy_adapter.py --export).
+TOY_ADAPTER_DIR = Path(__file__).resolve().parents[1] / "data" / "toy_model" / "motion_adapter"
+
+
+def toy_adapter_note(folder: Path = TOY_ADAPTER_DIR) -> str:
+    """What the shipped toy adapter is, from its TRAINING.json (stage and steps)."""
+    try:
+        training = json.loads((folder / "TRAINING.json").read_text())
+        trained = f"stage {training['adapter_stage']}, {training['adapter_steps']} steps"
+    except (OSError, ValueError, KeyError):
+        trained = "training record missing"
+    return (
+        f"embedded:toy motion adapter: AnimateDiff motion modules trained on 16-frame toy clips ({trained}); "
+        "animates the toy domain only"
+    )
 
 
 def adapter_config_for(unet_config, max_seq_length: int = 32) -> dict:
@@ -92,28 +103,47 @@ def _missing(path: Path, what: str) -> ModelNotFoundError:
     )
 
 
-def check_motion_adapter_folder(path: Path) -> None:
-    """Existence checks of a user's adapter folder (cheap: run when the workflow starts)."""
+def adapter_folder_problem(path: Path) -> str | None:
+    """What is wrong with an adapter folder (cheap existence checks), or None."""
     from latentman.io import not_the_file
 
     if not path.is_dir():
-        raise _missing(path, "folder not found")
+        return "folder not found"
     if not (path / "config.json").is_file():
-        raise _missing(path, "config.json is missing")
+        return "config.json is missing"
     weights = [path / n for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")]
     present = [file for file in weights if file.is_file()]
     if not present:
-        raise _missing(path, "no weights file")
+        return "no weights file"
     problem = not_the_file(present[0])
+    return f"{present[0].name} {problem}" if problem else None
+
+
+def check_motion_adapter_folder(path: Path) -> None:
+    """Existence checks of a user's adapter folder (cheap: run when the workflow starts)."""
+    problem = adapter_folder_problem(path)
     if problem:
-        raise _missing(path, f"{present[0].name} {problem}")
+        raise _missing(path, problem)
 
 
 def check_motion_adapter_files(models_config) -> None:
     """The workflow-start check of ``models.motion_adapter`` (a user's folder only; embedded are built)."""
     value = models_config.get(KEY)
-    if value and not str(value).startswith("embedded:"):
+    if value == "embedded:toy":
+        check_toy_adapter()
+    elif value and not str(value).startswith("embedded:"):
         check_motion_adapter_folder(resolve_motion_adapter(str(value), "results/models"))
+
+
+def check_toy_adapter() -> None:
+    """One line when the shipped toy adapter is missing or damaged: restore or rebuild, never download."""
+    problem = adapter_folder_problem(TOY_ADAPTER_DIR)
+    if problem:
+        raise ModelNotFoundError(
+            f"models.{KEY} = embedded:toy: the adapter shipped at {TOY_ADAPTER_DIR} is missing or damaged "
+            f"({problem}); restore it with git checkout -- latentman/data/toy_model/motion_adapter, or "
+            "rebuild it with python tools/train_toy_adapter.py --export"
+        )
 
 
 def check_adapter_matches(adapter_config, unet_config, value: str, path) -> None:
@@ -155,11 +185,11 @@ def check_adapter_matches(adapter_config, unet_config, value: str, path) -> None
 # ----------------------------------------------------------------------------------- loading
 def resolve_motion_adapter(value: str, models_dir: str | os.PathLike) -> Path | None:
     """The folder of a config value: a folder, a Hugging Face repo id in the local cache (as the other
-    model keys), embedded:tiny's built folder; None for embedded:toy, which is built in memory."""
+    model keys), embedded:tiny's built folder, embedded:toy's shipped folder."""
     from latentman.models.registry import resolve_path
 
     if value == "embedded:toy":
-        return None
+        return TOY_ADAPTER_DIR
     return resolve_path(value, KEY, models_dir)
 
 
@@ -173,9 +203,7 @@ def load_motion_adapter(value: str | None, models_dir: str | os.PathLike, unet_c
             f"MotionAdapter folder ({ADAPTER_SOURCE}) or embedded:tiny / embedded:toy"
         )
     if value == "embedded:toy":
-        adapter = build_motion_adapter(unet_config, zero=True)
-        check_adapter_matches(adapter.config, unet_config, value, "built in memory")
-        return adapter, value, f"embedded:toy seed {ADAPTER_SEED}", TOY_ADAPTER_NOTE
+        check_toy_adapter()
     path = resolve_motion_adapter(value, models_dir)
     if value == "embedded:tiny" and not (path / "config.json").is_file():
         raise ModelNotFoundError(
@@ -196,4 +224,5 @@ def load_motion_adapter(value: str | None, models_dir: str | os.PathLike, unet_c
     except (OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _missing(path, f"cannot load it ({first})") from None
-    return adapter.eval(), value, folder_hash(path), ""
+    note = toy_adapter_note(path) if value == "embedded:toy" else ""
+    return adapter.eval(), value, folder_hash(path), note
