@@ -346,7 +346,8 @@ class LatentmanPipeline:
                         self.gradient_probe(k, chunk, grads, loss)
                     g = grads[grad_mode]
                     step_loss += loss
-                    log.debug("step %d PWG loss %.5f |g|max %.3g", k, loss, float(g.abs().max()))
+                    if log.isEnabledFor(logging.DEBUG):  # float() of a device tensor waits for the GPU
+                        log.debug("step %d PWG loss %.5f |g|max %.3g", k, loss, float(g.abs().max()))
                     step = step - pwg.delta * g
                 x_next[chunk] = step.detach()
             x = x_next
