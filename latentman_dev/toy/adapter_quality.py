@@ -9,7 +9,8 @@
     keep its garment colours: each named garment of every later frame reads as the same palette colour as
     in frame 0 (painted references of the clip, as the toy model's colour bar).
 (c) **Positional-corrected attention is causal** on the trained weights: the first frames of a longer video
-    equal the shorter video's (later frames never change earlier ones).
+    equal the shorter video's (later frames never change earlier ones), both with windows of the shorter
+    video's length (a window is min(frames, context_length) frames, and its length sets the positions).
 
 The variants are the workflow's (``resolve_variant`` of config.yaml, the toy schedule of the sweeps'
 ``animatediff_toy_schedule`` anchor), run by :class:`latentman.generation.pipeline.LatentmanPipeline`.
@@ -138,16 +139,24 @@ def measure(
         ]
         kept.append(float(np.mean(same)) if same else float("nan"))
 
-        # (c) causality: the first frames of the whole clip against the clip cut to causal_frames
+        # (c) causality: the first frames of the whole clip against the clip cut to causal_frames. Both with
+        # windows of causal_frames frames: the window is min(frames, context_length), and a shorter window
+        # moves every query's position encoding, so the two videos must share it
+        positional = dict(modes["positional"])
+        positional["animatediff"] = dict(
+            positional["animatediff"],
+            context_length=causal_frames,
+            context_stride=min(causal_frames, positional["animatediff"]["context_stride"]),
+        )
         long = video_pipe(
-            clip.caption, "", clip.control, None, modes["positional"], seed, mask=clip.mask, progress=False
+            clip.caption, "", clip.control, None, positional, seed, mask=clip.mask, progress=False
         )
         short = video_pipe(
             clip.caption,
             "",
             clip.control[:causal_frames],
             None,
-            modes["positional"],
+            positional,
             seed,
             mask=clip.mask[:causal_frames],
             progress=False,
