@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentman_dev.toy.train import _append_log, _stop  # the image model's trainer's own helpers
+
 log = logging.getLogger(__name__)
 
 #: Where the exported adapter ships (a diffusers MotionAdapter folder next to the toy model).
@@ -244,18 +246,6 @@ def _alphas(recipe: AdapterRecipe) -> torch.Tensor:
     return DDIMScheduler(
         **(OFFICIAL_SCHEDULER | {"beta_schedule": recipe.beta_schedule})
     ).alphas_cumprod.float()
-
-
-def _stop(deadline: float, step: int, start: int, interrupt_after: int | None) -> bool:
-    return time.monotonic() > deadline or (interrupt_after is not None and step - start >= interrupt_after)
-
-
-def _append_log(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a") as handle:
-        if new:
-            handle.write("\t".join(row) + "\n")
-        handle.write("\t".join(str(v) for v in row.values()) + "\n")
 
 
 def _save(path: Path, tensors: dict, metadata: dict | None = None) -> None:
