@@ -35,7 +35,6 @@ def variants(base: dict) -> dict[str, dict]:
     return {
         "image_independent": dict(alone, method="t2v_zero"),
         "animatediff_independent": dict(alone, method="animatediff", animatediff=ad),
-        "animatediff": dict(base, method="animatediff", animatediff=ad),
         "first_frame": dict(base, method="animatediff", animatediff=dict(ad, first_frame_insertion=True)),
         "image_t2i": dict(base, method="t2v_zero"),
         "positional": dict(
