@@ -140,8 +140,11 @@ def _status_mib(field: str) -> float:
     return int(re.search(rf"{field}:\s+(\d+) kB", text).group(1)) / 1024
 
 
-def memory_child(model: str, res: int, frames: int, pwg: str | None, plain: bool) -> dict:
-    """Runs in a fresh spawned process: peak RSS of one denoising step (+ final decode)."""
+def memory_child(
+    model: str, res: int, frames: int, pwg: str | None, plain: bool, chunk: int | None = None
+) -> dict:
+    """Runs in a fresh spawned process: peak RSS of one denoising step (+ final decode), frames in chunks
+    of ``chunk`` (default: all at once)."""
     import logging
 
     logging.disable(logging.WARNING)
@@ -150,7 +153,7 @@ def memory_child(model: str, res: int, frames: int, pwg: str | None, plain: bool
     if plain:
         # "Before": PWG without gradient checkpointing (the frame-by-frame decode stays).
         pipe._checkpointing = lambda on: None
-    settings = make_settings(1, sla=False, pwg=pwg, chunk=frames)
+    settings = make_settings(1, sla=False, pwg=pwg, chunk=chunk or frames)
     loaded = _status_mib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: building the model is not counted
     start = time.perf_counter()
