@@ -63,13 +63,22 @@ def test_smoke_training_resumes_to_the_same_weights_and_exports(tmp_path):
     from latentman.models.motion_adapter import load_motion_adapter
 
     run = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "train_toy_adapter.py"), "--smoke", str(tmp_path / "a")],
+        [
+            sys.executable,
+            str(ROOT / "tools" / "train_toy_adapter.py"),
+            "--smoke",
+            str(tmp_path / "a"),
+            "--held-out",
+        ],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "toy adapter training: finished" in run.stdout
+    table = (tmp_path / "a" / "checkpoints" / "held_out.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in table] == ["adapter", "identity", "stage1", "stage2"]
+    assert table[1].endswith("\t+0.000") and all(float(line.split("\t")[1]) > 0 for line in table[1:])
     first = (tmp_path / "a" / "checkpoints" / "adapter_stage1.safetensors").read_bytes()
     recipe = adapter_train.AdapterRecipe().scaled_down()
     paths = adapter_train.AdapterPaths(

@@ -2,7 +2,7 @@
 """Train the motion adapter of ``embedded:toy`` (AnimateDiff's motion modules on toy video clips).
 
     python tools/train_toy_adapter.py [--minutes 140] [--stop-after STEP] [--export [--export-to DIR]]
-                                      [--smoke DIR]
+                                      [--held-out] [--smoke DIR]
 
 Runs every unfinished step of the recipe (latentman_dev.toy.adapter_train.AdapterRecipe) in order: render
 and encode the 16-frame clips, then the adapter stages, and stops cleanly when ``--minutes`` are up (a resume
@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-after", help="stop after this step: data, adapter1, adapter2, ...")
     parser.add_argument("--export", action="store_true", help="export the newest stage")
     parser.add_argument("--export-to", type=Path, help="with --export: this folder instead")
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="then the held-out loss of every finished stage (held_out.tsv)",
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "results" / "toy_adapter_training")
     parser.add_argument("--smoke", type=Path, help="scaled-down run entirely inside this folder (tests)")
     parser.add_argument(
@@ -61,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"toy adapter training: {'finished' if state == 'done' else 'stopped at ' + state}")
     if args.export or args.smoke is not None:
         print(f"exported to {adapter_train.export(recipe, paths, models)}")
+    if args.held_out:
+        for row in adapter_train.held_out_table(recipe, paths, models):
+            print(f"held-out loss {row['adapter']}: {row['held_out_loss']:.5f} ({row['vs_identity']:+.1%})")
     return 0
 
 

@@ -401,6 +401,28 @@ def held_out_loss(recipe: AdapterRecipe, paths: AdapterPaths, models, adapter=No
     return float(np.mean(losses))
 
 
+def held_out_table(recipe: AdapterRecipe, paths: AdapterPaths, models, samples: int = 2) -> list[dict]:
+    """Held-out loss of the identity modules and of every finished stage, written to ``held_out.tsv`` next
+    to the checkpoints (the numbers the README quotes)."""
+    rows = [{"adapter": "identity", "held_out_loss": held_out_loss(recipe, paths, models, None, samples)}]
+    for stage in range(1, len(recipe.stages) + 1):
+        if paths.stage(stage).exists():
+            adapter = load_stage(recipe, paths, models, stage)
+            rows.append(
+                {
+                    "adapter": f"stage{stage}",
+                    "held_out_loss": held_out_loss(recipe, paths, models, adapter, samples),
+                }
+            )
+    identity = rows[0]["held_out_loss"]
+    lines = ["adapter\theld_out_loss\tvs_identity"]
+    for row in rows:
+        row["vs_identity"] = row["held_out_loss"] / identity - 1.0
+        lines.append(f"{row['adapter']}\t{row['held_out_loss']:.5f}\t{row['vs_identity']:+.3f}")
+    (paths.checkpoints / "held_out.tsv").write_text("\n".join(lines) + "\n")
+    return rows
+
+
 def load_stage(recipe: AdapterRecipe, paths: AdapterPaths, models, stage: int):
     """The MotionAdapter after ``stage`` (1-based)."""
     from safetensors.torch import load_file
