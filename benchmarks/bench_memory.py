@@ -131,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames-chunk", type=int, default=2)
     parser.add_argument("--frame-modes", default="off,unet", help="PWG modes of the frame sweep")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench_memory.json")
+    parser.add_argument(
+        "--write-fit",
+        type=Path,
+        help="also write the per-frame fit the pipeline's memory line reads "
+        "(latentman/data/memory_rehearsal.json; needs all four modes)",
+    )
     args = parser.parse_args(argv)
     chunks, modes = _ints(args.chunks), _modes(args.modes)
     frames, frame_modes = _ints(args.frames), _modes(args.frame_modes)
@@ -179,7 +185,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         + "\n"
     )
+    if args.write_fit is not None:
+        args.write_fit.write_text(json.dumps(fit_record(args, fits, command), indent=1) + "\n")
     return 0
+
+
+def fit_record(args, fits: dict, command: str) -> dict:
+    """What the pipeline's memory line reads (latentman.generation.memory): MiB per frame of one UNet call
+    per PWG mode, at this resolution in float32, with where it came from."""
+    if set(fits) != set(MODES):
+        raise SystemExit(f"--write-fit needs every PWG mode in --modes ({', '.join(MODES)})")
+    return {
+        "res": args.res,
+        "dtype": "float32",
+        "model": args.model,
+        "per_frame_mib": {mode: round(fits[mode]["per_frame_mib"], 1) for mode in MODES},
+        "fixed_mib": {mode: round(fits[mode]["fixed_mib"], 1) for mode in MODES},
+        "source": f"python benchmarks/bench_memory.py {command}".rstrip(),
+        "date": str(datetime.date.today()),
+        "machine": machine(),
+    }
 
 
 if __name__ == "__main__":

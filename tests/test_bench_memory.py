@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -64,3 +65,22 @@ def test_bench_memory_runs_on_the_tiny_model(tmp_path):
         assert row["peak"] >= row["loaded"] > 100  # MiB: torch and the model are resident
     assert set(report["fits"]) == {"off", "unet"}
     assert report["frame_sweep"] == []
+
+
+def test_fit_record_is_what_the_memory_line_reads(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from bench_memory import MODES, fit_record
+
+    from latentman.generation import memory
+
+    fits = {m: {"fixed_mib": 5000.0, "per_frame_mib": 100.0 * (i + 1)} for i, m in enumerate(MODES)}
+    record = fit_record(Namespace(res=512, model="embedded:sd15-random"), fits, "--res 512")
+    assert record["per_frame_mib"] == {"off": 100.0, "unet": 200.0, "full": 300.0, "decoder": 400.0}
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps(record))
+    monkeypatch.setattr(memory, "REHEARSAL_FILE", path)
+    est = memory.estimate(memory.SD15_WIDTHS, 0, 512, 2, "full", torch.float32)
+    assert est.total == 2 * 300 * 2**20
+    with pytest.raises(SystemExit, match="every PWG mode"):
+        fit_record(Namespace(res=512, model="m"), {"off": fits["off"]}, "")

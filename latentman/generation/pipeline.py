@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from latentman.config import MAX_PROMPT_CHUNKS, grids
 from latentman.errors import ConfigError, IntermediateFileError, LatentmanError
-from latentman.generation import animatezero, attention
+from latentman.generation import animatezero, attention, memory
 from latentman.generation.pwg import GRADIENT_MODES, guidance_gradients, pixel_wise_guidance
 from latentman.generation.settings import GenerationSettings, make_scheduler
 from latentman.generation.sla import spatial_latent_alignment
@@ -304,6 +304,7 @@ class LatentmanPipeline:
         size = method.batch_size(settings, n)
         chunks = [list(range(s, min(s + size, n))) for s in range(0, n, size)]
         grad_mode = pwg.gradient
+        self._say_memory(resolution, size, grad_mode if pwg.enabled else None)
         log.info(
             "denoising %d frames of %d² in %d steps (frame chunks: %d; text context: %d tokens)",
             n,
@@ -361,6 +362,22 @@ class LatentmanPipeline:
                 callback_on_step_end(k, int(t), x)
         self._checkpointing(False)
         return self.decode_frames(x)
+
+    def _say_memory(self, resolution: int, frames_per_call: int, pwg_mode: str | None) -> None:
+        """One line before denoising: the memory this call will need and what is free (a warning, with the
+        chunk size that fits, when it will not fit)."""
+        modules = (self.unet, self.controlnet, self.vae, self.text_encoder)
+        widths = self.unet.config.block_out_channels
+        est = memory.estimate(
+            widths, memory.weight_bytes(*modules), resolution, frames_per_call, pwg_mode, self.dtype
+        )
+        free = memory.free_bytes(self.device)
+        level = (
+            logging.WARNING
+            if est.total is not None and free is not None and est.total > free
+            else logging.INFO
+        )
+        log.log(level, "%s", memory.memory_line(est, free, self.device, pwg_mode))
 
     def _checkpointing(self, on: bool) -> None:
         for module in (self.unet, self.vae):
