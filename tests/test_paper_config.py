@@ -112,10 +112,15 @@ def test_paper_sweep_reads_each_backbones_steps_ranges_and_modules(paper):
                 "positional_corrected" if zero else "global"
             ), name
     # config.yaml's other sweeps are restated at the paper's scale too
-    for sweep in ("pwg_gradient", "backbones"):
+    assert set(sweeps) == set(load_config(REPO / "config.yaml")["sweeps"])
+    for sweep in ("pwg_gradient", "backbones", "animatediff", "animatediff_controls"):
         for variant in sweeps[sweep]:
             settings = resolve_variant(config, variant.name)
             backbone = variant.name.split(".")[1]
+            if sweep == "animatediff_controls":
+                backbone = "animatediff"
+            if settings["method"] == "animatediff":  # AnimateDiff's own schedule, not the toy's
+                assert settings["animatediff"]["beta_schedule"] == shipped_schedule["beta_schedule"]
             assert (settings["num_inference_steps"], settings["sla"]["steps"], settings["pwg"]["steps"]) == (
                 PAPER_STEPS[backbone]
             ), variant.name

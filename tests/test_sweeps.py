@@ -86,7 +86,7 @@ def test_seeds_add_suffix_and_group():
 def test_unknown_sweep_lists_defined(shipped):
     config = copy.deepcopy(shipped)
     expanded = register_sweeps(config)
-    defined = r"defined sweeps: backbones, paper, pwg_gradient"
+    defined = r"defined sweeps: animatediff, animatediff_controls, backbones, paper, pwg_gradient"
     with pytest.raises(ConfigError, match=rf"unknown sweep 'nope'.*{defined}"):
         select_sweep(expanded, "nope")
 
