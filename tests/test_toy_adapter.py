@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from latentman.body import load_body
@@ -98,3 +99,20 @@ def test_smoke_training_resumes_to_the_same_weights_and_exports(tmp_path):
     state = adapter.state_dict()
     for name, value in trained.items():
         assert torch.allclose(state[name].float(), value, atol=1e-3, rtol=1e-2), name
+
+
+def test_loss_weights_restore_the_high_timesteps():
+    """snr_truncated: 1 + min(1/SNR, cap), so the noisiest steps weigh cap + 1 and the cleanest about 1;
+    uniform leaves the plain ε-MSE."""
+    recipe = adapter_train.AdapterRecipe()
+    alphas = adapter_train._alphas(recipe)
+    t = torch.tensor([0, 300, 999])
+    assert torch.equal(adapter_train.loss_weights(alphas, t, "uniform", 5.0), torch.ones(3))
+    weights = adapter_train.loss_weights(alphas, t, "snr_truncated", 5.0)
+    a = alphas[300]
+    assert weights[0] == pytest.approx(1.0, abs=1e-2)
+    assert weights[1] == pytest.approx(1 + (1 - a) / a)
+    assert weights[2] == pytest.approx(6.0)
+    assert recipe.loss_weighting == ("uniform", "uniform", "snr_truncated")
+    with pytest.raises(ValueError, match="unknown loss weighting"):
+        adapter_train.loss_weights(alphas, t, "x0", 5.0)
