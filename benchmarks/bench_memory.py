@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_generation import machine, memory_child  # noqa: E402
 
+from latentman.io import write_json  # noqa: E402
+
 MODES = ("off", "unet", "full", "decoder")
 GB = 1e9 / 2**20  # MiB in a (decimal) GB, the unit GPU memory is sold in
 
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         + "\n"
     )
     if args.write_fit is not None:
-        args.write_fit.write_text(json.dumps(fit_record(args, fits, command), indent=1) + "\n")
+        write_json(args.write_fit, fit_record(args, fits, command))  # atomic: the pipeline reads it
     return 0
 
 

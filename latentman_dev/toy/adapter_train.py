@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentman.io import atomic_path
 from latentman_dev.toy.train import _append_log, _stop  # the image model's trainer's own helpers
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,8 @@ class AdapterRecipe:
     # 1 + min(1/SNR(t), snr_cap)). Stages 1-2 (plain) lowered the held-out loss by 31 % at every timestep
     # but left sampled videos as inconsistent as independent frames: at the high timesteps, where a
     # video's colours and layout are decided, ε-MSE is 20x smaller than at low ones, so their gradient
-    # barely steers training. The weight restores it (1 + 1/SNR is the v-prediction loss's weight on ε-MSE),
-    # capped so the noisiest steps do not take over.
+    # barely steers training. The weight was meant to restore it (1 + 1/SNR is the v-prediction loss's weight
+    # on ε-MSE, capped so the noisiest steps do not take over); measured after stage 3, it did not (README).
     loss_weighting: tuple[str, ...] = ("uniform", "uniform", "snr_truncated")
     snr_cap: float = 5.0
     batch_clips: int = 2
@@ -452,7 +453,8 @@ def held_out_table(recipe: AdapterRecipe, paths: AdapterPaths, models, samples: 
     for row in rows:
         row["vs_identity"] = row["held_out_loss"] / identity - 1.0
         lines.append(f"{row['adapter']}\t{row['held_out_loss']:.5f}\t{row['vs_identity']:+.3f}")
-    (paths.checkpoints / "held_out.tsv").write_text("\n".join(lines) + "\n")
+    with atomic_path(paths.checkpoints / "held_out.tsv") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     return rows
 
 
