@@ -2,7 +2,7 @@
 
 Usage:  python benchmarks/bench_memory.py [--model embedded:sd15-random] [--res 512] [--chunks 1,2,4]
             [--modes off,unet,full,decoder] [--frames 8,16,24] [--frames-chunk 2] [--frame-modes off,unet]
-            [--out results/bench_memory.json]
+            [--out results/bench_memory.json] [--resume]
 
 Every measurement runs in a fresh spawned process (``bench_generation.memory_child``): the model is built,
 the kernel's peak-RSS counter is reset (so building is not counted), ONE denoising step runs with PWG in
@@ -16,6 +16,10 @@ the given gradient mode (or off) on that step, then the final decode; peak = VmH
    largest chunk under 24 GB and 80 GB follow.
 2. Frame sweep: videos of ``--frames`` frames in chunks of ``--frames-chunk`` (the pipeline's normal path):
    how the peak grows with the video's length at a fixed chunk size.
+
+Each measured row is saved to ``--out`` as soon as it is measured (a 24-frame step at 512² takes ~15 min on a
+2-core CPU); ``--resume`` keeps the rows already there (same model and resolution) and measures only the
+missing ones, so a stopped run goes on, or its rows give the tables with a narrower sweep.
 
 float32 on the CPU. The float16 column halves weights and activations (an estimate, not a measurement: the
 GPU's attention kernels and allocator add their own; ``tools/gpu_check.sh`` measures the GPU).
@@ -139,19 +143,27 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the per-frame fit the pipeline's memory line reads "
         "(latentman/data/memory_rehearsal.json; needs all four modes)",
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the rows already measured in --out, measure the rest"
+    )
     args = parser.parse_args(argv)
     chunks, modes = _ints(args.chunks), _modes(args.modes)
     frames, frame_modes = _ints(args.frames), _modes(args.frame_modes)
     start = time.perf_counter()
-    chunk_rows, frame_rows = [], []
-    for mode in modes:
-        for chunk in chunks:
-            print(f"[memory] chunk sweep: PWG {mode}, chunk {chunk} ...", file=sys.stderr, flush=True)
-            chunk_rows.append(measure(args.model, args.res, chunk, chunk, mode))
-    for mode in frame_modes:
-        for n in frames:
-            print(f"[memory] frame sweep: PWG {mode}, {n} frames ...", file=sys.stderr, flush=True)
-            frame_rows.append(measure(args.model, args.res, n, args.frames_chunk, mode))
+    done = _measured(args.out, args.model, args.res) if args.resume else {}
+    kept = len(done)
+    planned = [("chunk", mode, c, c) for mode in modes for c in chunks]
+    planned += [("frame", mode, n, args.frames_chunk) for mode in frame_modes for n in frames]
+    rows: dict[str, list[dict]] = {"chunk": [], "frame": []}
+    for sweep, mode, n, chunk in planned:
+        key = (n, chunk, mode)
+        if key not in done:
+            what = f"chunk {chunk}" if sweep == "chunk" else f"{n} frames"
+            print(f"[memory] {sweep} sweep: PWG {mode}, {what} ...", file=sys.stderr, flush=True)
+            done[key] = measure(args.model, args.res, n, chunk, mode)
+            _save_rows(args.out, args.model, args.res, list(done.values()))
+        rows[sweep].append(done[key])
+    chunk_rows, frame_rows = rows["chunk"], rows["frame"]
     table, fits = chunk_table(chunk_rows, modes)
     command = " ".join(sys.argv[1:] if argv is None else argv)
     lines = [
@@ -170,26 +182,50 @@ def main(argv: list[str] | None = None) -> int:
             *frame_table(frame_rows, args.frames_chunk),
         ]
     elapsed = time.perf_counter() - start
-    lines += ["", f"total benchmark time {elapsed:.0f} s"]
+    lines += [
+        "",
+        f"total benchmark time {elapsed:.0f} s"
+        + (f" (kept {kept} measured rows from {args.out})" if kept else ""),
+    ]
     print("\n".join(lines))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "model": args.model,
-                "res": args.res,
-                "chunk_sweep": chunk_rows,
-                "frame_sweep": frame_rows,
-                "fits": fits,
-                "seconds": elapsed,
-            },
-            indent=1,
-        )
-        + "\n"
+    write_json(
+        args.out,
+        {
+            "model": args.model,
+            "res": args.res,
+            "rows": list(done.values()),  # with --resume: also rows of sweeps not asked for this time
+            "finished": True,
+            "chunk_sweep": chunk_rows,
+            "frame_sweep": frame_rows,
+            "fits": fits,
+            "seconds": elapsed,
+        },
     )
     if args.write_fit is not None:
         write_json(args.write_fit, fit_record(args, fits, command))  # atomic: the pipeline reads it
     return 0
+
+
+def _measured(path: Path, model: str, res: int) -> dict:
+    """The rows a previous run saved in ``path`` by (frames, chunk, mode), when it measured this model at
+    this resolution (anything else is measured again)."""
+    if not path.exists():
+        return {}
+    saved = json.loads(path.read_text())
+    if saved.get("model") != model or saved.get("res") != res:
+        print(
+            f"[memory] {path} holds {saved.get('model')} at {saved.get('res')}²: measuring anew",
+            file=sys.stderr,
+        )
+        return {}
+    return {(r["frames"], r["chunk"], r["mode"]): r for r in saved.get("rows", [])}
+
+
+def _save_rows(path: Path, model: str, res: int, rows: list[dict]) -> None:
+    """Every row measured so far, atomically (``--resume`` reads them back)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"model": model, "res": res, "rows": rows, "finished": False})
 
 
 def fit_record(args, fits: dict, command: str) -> dict:

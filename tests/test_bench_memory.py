@@ -84,3 +84,29 @@ def test_fit_record_is_what_the_memory_line_reads(tmp_path, monkeypatch):
     assert est.total == 2 * 300 * 2**20
     with pytest.raises(SystemExit, match="every PWG mode"):
         fit_record(Namespace(res=512, model="m"), {"off": fits["off"]}, "")
+
+
+def test_a_stopped_run_resumes_from_its_saved_rows(tmp_path):
+    """Every row is saved as it is measured; --resume measures only the missing ones and keeps the rest
+    exactly (a 512² sweep takes hours on a CPU)."""
+    out = tmp_path / "memory.json"
+    base = [sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--model", "embedded:tiny"]
+    base += ["--res", "64", "--chunks", "1,2", "--frames", "", "--out", str(out)]
+    first = subprocess.run(base + ["--modes", "off"], capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    kept = json.loads(out.read_text())["rows"]
+    assert [(r["mode"], r["chunk"]) for r in kept] == [("off", 1), ("off", 2)]
+    second = subprocess.run(
+        base + ["--modes", "off,unet", "--resume"], capture_output=True, text=True, timeout=600
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "PWG off" not in second.stderr and second.stderr.count("PWG unet") == 2
+    assert "kept 2 measured rows" in second.stdout
+    report = json.loads(out.read_text())
+    assert report["finished"] and report["chunk_sweep"][:2] == kept
+    assert [(r["mode"], r["chunk"]) for r in report["rows"]] == [
+        ("off", 1),
+        ("off", 2),
+        ("unet", 1),
+        ("unet", 2),
+    ]

@@ -110,3 +110,18 @@ def test_the_pipeline_says_its_memory_before_denoising(caplog):
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("memory: ")]
     assert len(lines) == 1 and "no estimate of the working memory for this UNet" in lines[0]
     assert "GiB free on cpu" in lines[0]
+
+
+def test_the_shipped_rehearsal_is_the_512_fit_of_sd15():
+    """latentman/data/memory_rehearsal.json is bench_memory.py's fit at 512² (BENCHMARKS.md): every PWG mode,
+    each gradient mode costing more per frame than no PWG, and the paper's 8-frame chunk with the official
+    gradient (``unet``) in float16 estimated between the weights alone and an 80 GB GPU."""
+    fit = memory.rehearsal()
+    assert fit is not None and fit["res"] == 512 and fit["model"] == "embedded:sd15-random"
+    per_frame = fit["per_frame_mib"]
+    assert set(per_frame) == {"off", "unet", "full", "decoder"}
+    assert 0 < per_frame["off"] < per_frame["decoder"] < per_frame["unet"] < per_frame["full"]
+    weights = 2 * 10**9  # SD1.5 + ControlNet + VAE + CLIP text encoder in float16, about 2 GB
+    est = memory.estimate(memory.SD15_WIDTHS, weights, 512, 8, "unet", torch.float16)
+    assert weights < est.total < 80 * 10**9
+    assert est.per_frame == int(per_frame["unet"] * 2**20 / 2)  # float16 halves the float32 fit
