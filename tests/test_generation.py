@@ -513,3 +513,26 @@ def test_a_jobs_library_chatter_goes_to_its_log_file_only(tmp_path, capfd):
         assert text in logged
     assert "denoising 8 frames" in terminal and "a library error" in terminal
     assert "chatter" not in terminal and "FutureWarning" not in terminal
+
+
+def test_cross_frame_cache_holds_one_frame_per_entry_and_forgets_old_chunks():
+    """The per-layer cache keeps copies of single frames (a slice would keep the whole chunk's keys alive)
+    and only the frames still to be read: the anchor and the previous chunk's last frame. Memory then does
+    not grow with the video's length (BENCHMARKS.md, 512² rehearsal)."""
+    from diffusers.models.attention_processor import Attention
+
+    from latentman.generation.attention import CrossFrameAttnProcessor, FrameContext
+
+    torch.manual_seed(0)
+    attn = Attention(query_dim=8, heads=2, dim_head=4)
+    context = FrameContext()
+    processor = CrossFrameAttnProcessor(context, "first_prev")
+    for chunk in ([0, 1], [2, 3], [4, 5]):
+        context.frames, context.step = chunk, 0
+        out = processor(attn, torch.randn(2 * len(chunk), 16, 8))
+        assert out.shape == (4, 16, 8)
+    assert sorted(processor.cache) == ["anchor", "frame 3", "frame 5"]
+    for _, k, v in processor.cache.values():
+        assert k.shape == v.shape == (2, 2, 16, 4)  # CFG halves, heads, tokens, head dim: one frame
+        for tensor in (k, v):
+            assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()

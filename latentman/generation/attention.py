@@ -84,7 +84,9 @@ class CrossFrameAttnProcessor:
         self.cache: dict[str, tuple[int, torch.Tensor, torch.Tensor]] = {}
 
     def _cached(self, name, k, v, step):
-        self.cache[name] = (step, k.detach(), v.detach())
+        # copies: a slice of the chunk's keys would keep all of the chunk's frames alive (every layer,
+        # every chunk of the step), and memory grew with the video's length (BENCHMARKS.md, 512² rehearsal)
+        self.cache[name] = (step, k.detach().clone(), v.detach().clone())
         # entries of earlier steps are never read again
         for stale in [key for key, entry in self.cache.items() if entry[0] != step]:
             del self.cache[stale]
@@ -126,6 +128,10 @@ class CrossFrameAttnProcessor:
         # Keyed by frame index, not "last": a checkpointed recomputation of this chunk runs after its
         # forward pass and must still find the previous chunk's last frame.
         self._cached(f"frame {frames[-1]}", key[:, -1], value[:, -1], step)
+        # only the previous chunk's last frame is read again (by this chunk's recomputation or the next chunk)
+        for old in [name for name in self.cache if name.startswith("frame ")]:
+            if int(old.split()[1]) < frames[0] - 1:
+                del self.cache[old]
         key = torch.stack(keys, dim=1).reshape(b, heads, -1, dim)
         value = torch.stack(values, dim=1).reshape(b, heads, -1, dim)
         out = F.scaled_dot_product_attention(query, key, value)
