@@ -79,7 +79,18 @@ def test_smoke_training_resumes_to_the_same_weights_and_exports(tmp_path):
     assert "toy adapter training: finished" in run.stdout
     table = (tmp_path / "a" / "checkpoints" / "held_out.tsv").read_text().splitlines()
     assert [line.split("\t")[0] for line in table] == ["adapter", "identity", "stage1", "stage2"]
-    assert table[1].endswith("\t+0.000") and all(float(line.split("\t")[1]) > 0 for line in table[1:])
+    assert table[0].split("\t") == [
+        "adapter",
+        "held_out_loss",
+        "vs_identity",
+        "x0_spread_t999",
+        "x0_spread_t800",
+        "x0_spread_t600",
+    ]
+    cells = [line.split("\t") for line in table[1:]]
+    assert cells[0][2] == "+0.000" and all(float(row[1]) > 0 for row in cells)
+    # the spreads are ratios to the clip's own frames: finite and positive
+    assert all(0 < float(value) < 1e4 for row in cells for value in row[3:])
     first = (tmp_path / "a" / "checkpoints" / "adapter_stage1.safetensors").read_bytes()
     recipe = adapter_train.AdapterRecipe().scaled_down()
     paths = adapter_train.AdapterPaths(
@@ -103,7 +114,7 @@ def test_smoke_training_resumes_to_the_same_weights_and_exports(tmp_path):
 
 def test_loss_weights_restore_the_high_timesteps():
     """snr_truncated: 1 + min(1/SNR, cap), so the noisiest steps weigh cap + 1 and the cleanest about 1;
-    uniform leaves the plain ε-MSE."""
+    x0_high_noise: max(1, 1/SNR); uniform leaves the plain ε-MSE."""
     recipe = adapter_train.AdapterRecipe()
     alphas = adapter_train._alphas(recipe)
     t = torch.tensor([0, 300, 999])
@@ -113,6 +124,10 @@ def test_loss_weights_restore_the_high_timesteps():
     assert weights[0] == pytest.approx(1.0, abs=1e-2)
     assert weights[1] == pytest.approx(1 + (1 - a) / a)
     assert weights[2] == pytest.approx(6.0)
-    assert recipe.loss_weighting == ("uniform", "uniform", "snr_truncated")
+    assert recipe.loss_weighting == ("uniform", "uniform", "snr_truncated", "x0_high_noise")
+    # x0_high_noise: the x_0-MSE (weight 1/SNR) where the noise dominates, the plain ε-MSE elsewhere
+    weights = adapter_train.loss_weights(alphas, t, "x0_high_noise", 5.0)
+    assert weights[0] == 1.0 and weights[1] == 1.0
+    assert weights[2] == pytest.approx((1 - alphas[999]) / alphas[999]) and weights[2] > 100
     with pytest.raises(ValueError, match="unknown loss weighting"):
         adapter_train.loss_weights(alphas, t, "x0", 5.0)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--held-out",
         action="store_true",
-        help="then the held-out loss of every finished stage (held_out.tsv)",
+        help="then the held-out loss and x_0 spread of every finished stage (held_out.tsv)",
     )
     parser.add_argument("--work", type=Path, default=ROOT / "results" / "toy_adapter_training")
     parser.add_argument("--smoke", type=Path, help="scaled-down run entirely inside this folder (tests)")
@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"exported to {adapter_train.export(recipe, paths, models)}")
     if args.held_out:
         for row in adapter_train.held_out_table(recipe, paths, models):
-            print(f"held-out loss {row['adapter']}: {row['held_out_loss']:.5f} ({row['vs_identity']:+.1%})")
+            spread = ", ".join(f"{k[10:]} {v:.2f}" for k, v in row.items() if k.startswith("x0_spread_t"))
+            print(
+                f"held-out loss {row['adapter']}: {row['held_out_loss']:.5f} ({row['vs_identity']:+.1%}); "
+                f"x_0 spread over the clip's at t = {spread}"
+            )
     return 0
 
 
