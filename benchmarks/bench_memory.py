@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--res", type=int, default=512)
     parser.add_argument("--chunks", default="1,2,4", help="chunk sizes of the chunk sweep (>= 2 values)")
-    parser.add_argument("--modes", default=",".join(MODES), help="PWG modes of the chunk sweep")
+    parser.add_argument("--modes", default=",".join(MODES), help="PWG modes of the chunk sweep ('' skips it)")
     parser.add_argument("--frames", default="8,16,24", help="video lengths of the frame sweep ('' skips it)")
     parser.add_argument("--frames-chunk", type=int, default=2)
     parser.add_argument("--frame-modes", default="off,unet", help="PWG modes of the frame sweep")
@@ -169,11 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"command: python benchmarks/bench_memory.py {command}".rstrip(),
         f"machine: {machine()}; date {datetime.date.today()}",
-        "",
-        f"#### Peak memory by chunk size ({args.model}, {args.res}², one step, float32, CPU peak RSS)",
-        "",
-        *table,
     ]
+    if chunk_rows:  # --modes '' runs the frame sweep alone
+        lines += [
+            "",
+            f"#### Peak memory by chunk size ({args.model}, {args.res}², one step, float32, CPU peak RSS)",
+            "",
+            *table,
+        ]
     if frame_rows:
         lines += [
             "",
