@@ -286,18 +286,10 @@ def loss_weights(alphas: torch.Tensor, t: torch.Tensor, weighting: str, snr_cap:
     raise ValueError(f"unknown loss weighting {weighting!r}: use uniform, snr_truncated or x0_high_noise")
 
 
-def loss_on_batch(
-    wrapped, models, alphas, latents, control, text, rng, weighting: str = "uniform", snr_cap: float = 5.0
-) -> torch.Tensor:
-    """AnimateDiff's loss on one batch of clips: ``latents (B, F, 4, g, g)``, ``control (B, F, H, W)``
-    uint8, ``text (B, L, D)``; one timestep per clip, independent noise per frame; each clip's ε-MSE
-    weighted by :func:`loss_weights` (uniform: the plain mean)."""
-    batch, frames = latents.shape[:2]
-    t = torch.from_numpy(rng.integers(0, len(alphas), size=batch))
-    generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-    noise = torch.randn(latents.shape, generator=generator)
-    a = alphas[t].view(-1, 1, 1, 1, 1)
-    noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+def predict_eps(wrapped, models, noisy, t, control, text) -> torch.Tensor:
+    """The motion UNet's ε for ``noisy (B, F, 4, g, g)`` at timesteps ``t (B,)``, with the frozen
+    ControlNet's residuals of ``control (B, F, H, W)`` uint8 and the clips' captions ``text (B, L, D)``."""
+    frames = noisy.shape[1]
     flat = noisy.flatten(0, 1)
     cond = torch.from_numpy(control).float().flatten(0, 1)[:, None].expand(-1, 3, -1, -1) / 255.0
     # diffusers' UNetMotionModel takes the text per frame (b-major), as the ControlNet
@@ -310,7 +302,22 @@ def loss_on_batch(
     eps = wrapped.motion(
         video, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid
     ).sample
-    squared = (eps.permute(0, 2, 1, 3, 4) - noise) ** 2
+    return eps.permute(0, 2, 1, 3, 4)
+
+
+def loss_on_batch(
+    wrapped, models, alphas, latents, control, text, rng, weighting: str = "uniform", snr_cap: float = 5.0
+) -> torch.Tensor:
+    """AnimateDiff's loss on one batch of clips: ``latents (B, F, 4, g, g)``, ``control (B, F, H, W)``
+    uint8, ``text (B, L, D)``; one timestep per clip, independent noise per frame; each clip's ε-MSE
+    weighted by :func:`loss_weights` (uniform: the plain mean)."""
+    batch = latents.shape[0]
+    t = torch.from_numpy(rng.integers(0, len(alphas), size=batch))
+    generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    noise = torch.randn(latents.shape, generator=generator)
+    a = alphas[t].view(-1, 1, 1, 1, 1)
+    noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+    squared = (predict_eps(wrapped, models, noisy, t, control, text) - noise) ** 2
     if weighting == "uniform":
         return squared.mean()  # as stages 1-2 computed it (their checkpoints stay reproducible bit for bit)
     return (squared.flatten(1).mean(1) * loss_weights(alphas, t, weighting, snr_cap)).mean()
@@ -461,23 +468,15 @@ def held_out_spread(recipe: AdapterRecipe, paths: AdapterPaths, models, adapter=
     with torch.no_grad():
         for clip in range(len(latents_all)):
             z = latents_all[clip : clip + 1]
-            frames = z.shape[1]
             noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(recipe.seed + 11 + clip))
-            cond = torch.from_numpy(data["control"][clip]).float()[:, None].expand(-1, 3, -1, -1) / 255.0
-            text = text_all[clip : clip + 1].expand(frames, -1, -1)
             truth = z[0].mean((2, 3)).std(0).mean()
             for t in SPREAD_TIMESTEPS:
                 a = alphas[t]
                 noisy = a.sqrt() * z + (1 - a).sqrt() * noise
-                steps = torch.full((frames,), t)
-                down, mid = models.controlnet(noisy[0], steps, text, controlnet_cond=cond, return_dict=False)
-                eps = wrapped.motion(
-                    noisy.permute(0, 2, 1, 3, 4),
-                    torch.tensor([t]),
-                    text,
-                    down_block_additional_residuals=down,
-                    mid_block_additional_residual=mid,
-                ).sample.permute(0, 2, 1, 3, 4)
+                control = data["control"][clip : clip + 1]
+                eps = predict_eps(
+                    wrapped, models, noisy, torch.tensor([t]), control, text_all[clip : clip + 1]
+                )
                 x0 = (noisy - (1 - a).sqrt() * eps) / a.sqrt()
                 ratios[t].append(float(x0[0].mean((2, 3)).std(0).mean() / truth))
     return {t: float(np.mean(v)) for t, v in ratios.items()}
