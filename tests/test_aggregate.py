@@ -76,11 +76,41 @@ def test_table_numbers(records, tmp_path):
     assert back["h_mse_rel_change_pct"].isna().tolist() == [True, False, True]  # empty cells
     markdown = (tmp_path / "t.md").read_text()
     assert (
-        "| full | t2v_zero | ✓ | ✓ | 75.00 ± 5.00 | -31.8 % | -30.8 % (2/2) | 65.00 ± 5.00 | 50.0 | 3200 "
-        "| 2 |" in markdown
+        "| full | t2v_zero | ✓ | ✓ | 75.00 ± 5.00 | -31.8 % | -30.8 % (2/2) | base | 65.00 ± 5.00 "
+        "| 50.0 | 3200 | 2 |" in markdown
     )
-    assert "| base | t2v_zero | ✗ | ✗ | 110.00 ± 8.16 | — | — | 85.00 ± 4.08 |" in markdown
+    assert "| base | t2v_zero | ✗ | ✗ | 110.00 ± 8.16 | — | — | — | 85.00 ± 4.08 |" in markdown
+    assert back["baseline"].fillna("").tolist() == ["", "base", ""]
     assert "+0.0 %" not in markdown
+
+
+def test_a_module_row_is_compared_with_the_same_settings_without_the_modules(tmp_path):
+    """AnimateZero + SLA against AnimateZero alone (same backbone, same controls, SLA off), not against the
+    backbone's first row; AnimateZero alone against that first row (AnimateDiff alone)."""
+
+    def video(variant, prompt, controls, sla, h):
+        made = record(variant, prompt, "animatediff", sla, False, h, 1.0, 1.0, 1.0)
+        made["settings"]["animatediff"] = {"first_frame_insertion": controls}
+        made["settings"]["name"] = variant
+        return made
+
+    made = [
+        video("ad.s0", "p1", False, False, 100.0),
+        video("ad.sla.s0", "p1", False, True, 90.0),
+        video("az.s0", "p1", True, False, 200.0),
+        video("az.sla.s0", "p1", True, True, 150.0),
+    ]
+    groups = {name: name.removesuffix(".s0") for name in ("ad.s0", "ad.sla.s0", "az.s0", "az.sla.s0")}
+    table = aggregate(made, groups).set_index("variant")
+    assert table["baseline"].to_dict() == {"ad": "", "ad.sla": "ad", "az": "ad", "az.sla": "az"}
+    assert table.loc["ad.sla", "h_mse_rel_change_pct"] == pytest.approx(-10.0)
+    assert table.loc["az", "h_mse_rel_change_pct"] == pytest.approx(100.0)
+    assert table.loc["az.sla", "h_mse_rel_change_pct"] == pytest.approx(-25.0)
+    assert table.loc["az.sla", "h_mse_paired_change_pct"] == pytest.approx(-25.0)
+    # without AnimateZero alone in the sweep, its SLA row falls back to the backbone's first row
+    table = aggregate([m for m in made if m["variant"] != "az.s0"], groups).set_index("variant")
+    assert table.loc["az.sla", "baseline"] == "ad"
+    assert table.loc["az.sla", "h_mse_rel_change_pct"] == pytest.approx(50.0)
 
 
 def test_plots_are_written(records, tmp_path):

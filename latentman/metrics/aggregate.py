@@ -4,8 +4,10 @@ Input: `results/eval/{prompt}/{variant}.json` records (format "eval").
 Output: `results/tables/{sweep}.csv` and `.md`: one row per variant group (the variant name without its
 `.s{seed}` suffix), in the sweep's own order (the order variants first appear in the records: the workflow
 passes them in sweep order), stably grouped by backbone. Columns: backbone, SLA, PWG, H_MSE mean +- std over
-the group's videos (prompts x seeds; population std, ddof 0), relative change vs. the baseline of the same
-backbone (its first row with SLA and PWG off; empty on the baseline itself), the paired change (per video:
+the group's videos (prompts x seeds; population std, ddof 0), relative change vs. the row's baseline (column
+``baseline``: for a row with SLA or PWG on, the row of the same settings with both off when the sweep has one,
+so AnimateZero + SLA is compared with AnimateZero alone; otherwise, and for rows with both off, the backbone's
+first row with both off; empty on the baseline itself), the paired change (per video:
 the change against the baseline's video of the same prompt and seed, averaged over the videos both have;
 pooled means hide a variant that helps on some motions and hurts on others) with how many of those videos
 improved, the official H_MSE mean +- std, mean seconds per video, largest peak memory.
@@ -13,6 +15,7 @@ improved, the official H_MSE mean +- std, mean seconds per video, largest peak m
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 
@@ -34,6 +37,7 @@ COLUMNS = [
     "h_mse_paired_change_pct",
     "videos_improved",
     "videos_paired",
+    "baseline",
     "h_mse_official_mean",
     "h_mse_official_std",
     "seconds_per_video",
@@ -55,6 +59,28 @@ def _same_as(members: Sequence[Mapping]) -> str:
     settings carry that one's name."""
     names = {(m.get("settings") or {}).get("name") for m in members}
     return ", ".join(sorted(n for n in names - {m["variant"] for m in members} if n))
+
+
+def _without_modules(settings: Mapping) -> str:
+    """The settings with SLA and PWG switched off and the name and seed dropped, as a comparable key: equal
+    for a row and the same configuration without the paper's modules."""
+    key = {k: v for k, v in settings.items() if k not in ("name", "seed")}
+    for module in ("sla", "pwg"):
+        key[module] = {**(key.get(module) or {}), "enabled": False}
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def _baseline_of(table: pd.DataFrame, index, keys: Mapping[str, str]) -> str | None:
+    """The group a row's changes are measured against (see the module docstring); None when it has none."""
+    row = table.loc[index]
+    off = table[(table.backbone == row.backbone) & ~table.sla & ~table.pwg]
+    if row.sla or row.pwg:
+        same = off[off.variant.map(keys) == keys[row.variant]]
+        if len(same):
+            return same.iloc[0].variant
+    if len(off) and off.index[0] != index:
+        return off.iloc[0].variant
+    return None
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
@@ -121,6 +147,7 @@ def aggregate(records: Sequence[Mapping], groups: Mapping[str, str] | None = Non
                 "h_mse_paired_change_pct": float("nan"),
                 "videos_improved": 0,
                 "videos_paired": 0,
+                "baseline": "",
                 "h_mse_official_mean": o_mean,
                 "h_mse_official_std": o_std,
                 "seconds_per_video": float(np.mean(times)) if times else None,
@@ -130,13 +157,16 @@ def aggregate(records: Sequence[Mapping], groups: Mapping[str, str] | None = Non
             }
         )
     table = pd.DataFrame(rows, columns=COLUMNS)
+    keys = {group: _without_modules(members[0].get("settings") or {}) for group, members in ordered.items()}
+    by_name = table.set_index("variant")
     for index, row in table.iterrows():
-        base = table[(table.backbone == row.backbone) & ~table.sla & ~table.pwg]
         # the baseline's own change stays empty ("—"): a "+0.0 %" there reads as a measured result
-        if len(base) and base.index[0] != index and base.iloc[0].h_mse_mean and row.h_mse_mean is not None:
-            reference = base.iloc[0].h_mse_mean
+        base = _baseline_of(table, index, keys)
+        reference = by_name.loc[base].h_mse_mean if base is not None else None
+        if reference and row.h_mse_mean is not None:
+            table.at[index, "baseline"] = base
             table.at[index, "h_mse_rel_change_pct"] = 100.0 * (row.h_mse_mean - reference) / reference
-            paired = _paired_change(ordered[row.variant], ordered[base.iloc[0].variant])
+            paired = _paired_change(ordered[row.variant], ordered[base])
             table.loc[index, ["h_mse_paired_change_pct", "videos_improved", "videos_paired"]] = paired
     # a float column (NaN where empty), so the CSV writes it with the other numbers' precision
     table["h_mse_rel_change_pct"] = table["h_mse_rel_change_pct"].astype(float)
@@ -160,6 +190,12 @@ def paired_cell(row) -> str:
     return f"{row.h_mse_paired_change_pct:+.1f} % ({int(row.videos_improved)}/{int(paired)})"
 
 
+def baseline_cell(row) -> str:
+    """The variant a row's changes are against; "—" on a baseline (empty, or NaN read back from a CSV)."""
+    base = getattr(row, "baseline", "")
+    return base if isinstance(base, str) and base else "—"
+
+
 def to_markdown(table: pd.DataFrame, title: str = "") -> str:
     """The table in the paper's Table 1/2 layout (Markdown)."""
     lines = [f"### {title}", ""] if title else []
@@ -171,8 +207,8 @@ def to_markdown(table: pd.DataFrame, title: str = "") -> str:
         ]
     lines += [
         "| Variant | Backbone | SLA | PWG | H_MSE ↓ (Eq. 9) | Δ vs. baseline | Δ per video (improved) "
-        "| H_MSE official | s / video | Peak memory (MB) | Videos |",
-        "|---|---|:-:|:-:|--:|--:|--:|--:|--:|--:|--:|",
+        "| Baseline | H_MSE official | s / video | Peak memory (MB) | Videos |",
+        "|---|---|:-:|:-:|--:|--:|--:|---|--:|--:|--:|--:|",
     ]
     for row in table.itertuples():
         # "—": the baseline itself, or no baseline of this backbone in the sweep
@@ -181,7 +217,7 @@ def to_markdown(table: pd.DataFrame, title: str = "") -> str:
         lines.append(
             f"| {row.variant}{mark} | {row.backbone} | {'✓' if row.sla else '✗'} | {'✓' if row.pwg else '✗'} "
             f"| {_fmt(row.h_mse_mean)} ± {_fmt(row.h_mse_std)} | {change} | {paired_cell(row)} "
-            f"| {_fmt(row.h_mse_official_mean)} ± {_fmt(row.h_mse_official_std)} "
+            f"| {baseline_cell(row)} | {_fmt(row.h_mse_official_mean)} ± {_fmt(row.h_mse_official_std)} "
             f"| {_fmt(row.seconds_per_video, 1)} | {_fmt(row.peak_memory_mb, 0)} | {row.videos} |"
         )
     # same_as is "" (or NaN, read back from a CSV) on rows that generated their own videos

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from latentman.io import atomic_path
-from latentman.metrics.aggregate import paired_cell
+from latentman.metrics.aggregate import baseline_cell, paired_cell
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,8 @@ def table_html(table: pd.DataFrame, expected_videos: Mapping[str, int]) -> str:
     Videos column says "n of m" where a variant group has fewer evaluated videos than the sweep asks for."""
     head = (
         "<tr><th>Variant</th><th>Backbone</th><th>SLA</th><th>PWG</th><th>H_MSE ↓ (Eq. 9)</th>"
-        "<th>Δ vs. baseline</th><th>Δ per video (improved)</th><th>H_MSE official</th><th>s / video</th>"
-        "<th>Peak memory (MB)</th>"
+        "<th>Δ vs. baseline</th><th>Δ per video (improved)</th><th>Baseline</th><th>H_MSE official</th>"
+        "<th>s / video</th><th>Peak memory (MB)</th>"
         "<th>Videos</th></tr>"
     )
     rows = []
@@ -191,7 +191,7 @@ def table_html(table: pd.DataFrame, expected_videos: Mapping[str, int]) -> str:
             f'<td class="text">{html.escape(row.backbone)}</td>'
             f"<td>{'✓' if row.sla else '✗'}</td><td>{'✓' if row.pwg else '✗'}</td>"
             f"<td>{_fmt(row.h_mse_mean)} ± {_fmt(row.h_mse_std)}</td><td>{change}</td>"
-            f"<td>{paired_cell(row)}</td>"
+            f'<td>{paired_cell(row)}</td><td class="text">{html.escape(baseline_cell(row))}</td>'
             f"<td>{_fmt(row.h_mse_official_mean)} ± {_fmt(row.h_mse_official_std)}</td>"
             f"<td>{_fmt(row.seconds_per_video, 1)}</td><td>{_fmt(row.peak_memory_mb, 0)}</td>"
             f"<td>{videos}</td></tr>"
