@@ -78,6 +78,21 @@ def test_rows_hold_per_frame_differences_and_h_mse(tmp_path, capsys):
     assert sheet.is_file() and sheet.stat().st_size > 1000
 
 
+def test_a_variant_that_reused_a_video_is_read_from_the_folder_its_evaluation_names(tmp_path, capsys):
+    results = videos(tmp_path)
+    record = {
+        "format": "eval",
+        "format_version": FORMAT_VERSIONS["eval"],
+        "h_mse": {"mean": 10.0},
+        "settings": {"name": "a.base.s0"},  # b.same.s0 had a.base.s0's settings: no folder of its own
+    }
+    write_evaluation(results / "eval" / "walk_red" / "b.same.s0.json", record)
+    tool = load_tool()
+    argv = ["--results", str(results), "--baseline", "b.same", "--variant", "a.norm", "--seeds", "0"]
+    assert tool.main([*argv, "--prompts", "walk_red", "--out", str(tmp_path / "d.csv")]) == 0
+    assert "mean |diff| by frame: 0.0 1.0 20.0" in capsys.readouterr().out
+
+
 def test_frames_of_other_shapes_are_one_clear_error(tmp_path, capsys):
     results = videos(tmp_path)
     write_video(results, "walk_red", "a.short.s0", np.zeros((2, 4, 4, 3), np.uint8), 0)

@@ -6,7 +6,8 @@
         [--prompts walk_red ...] [--out FILE.csv] [--sheet PROMPT [--sheet-seed N] [--sheet-out FILE.png]]
 
 H_MSE says how consistent a video is; this says how different two videos of the same prompt and seed are,
-frame by frame (both read from ``RESULTS/videos/{prompt}/{name}/frames.h5``). With --seeds every name is
+frame by frame (both read from ``RESULTS/videos/{prompt}/{name}/frames.h5``, or, for a variant that reused
+an equal variant's video, from the folder its evaluation names). With --seeds every name is
 expanded to ``<name>.s<seed>`` (sweep naming); without, the names are used as given. Writes a CSV (default
 ``RESULTS/tables/compare_frames.csv``), one row per (prompt, seed, variant, frame): ``mean_abs_diff`` and
 ``max_abs_diff`` (grey levels 0-255, over all pixels and channels), ``changed_fraction`` (share of pixels
@@ -82,6 +83,19 @@ def evaluated_h_mse(results: Path, prompt: str, name: str) -> float | None:
     return read_evaluation(path)["h_mse"]["mean"] if path.is_file() else None
 
 
+def frames_path(results: Path, prompt: str, name: str) -> Path:
+    """The frames of a variant: its own folder, or, for a variant that reused an equal variant's video (a
+    sweep's shared results), the folder its evaluation names."""
+    from latentman.metrics.storage import read_evaluation
+
+    own = results / "videos" / prompt / name / "frames.h5"
+    record = results / "eval" / prompt / f"{name}.json"
+    if own.is_file() or not record.is_file():
+        return own
+    generated_by = (read_evaluation(record).get("settings") or {}).get("name") or name
+    return results / "videos" / prompt / generated_by / "frames.h5"
+
+
 def collect(
     results: Path, baseline: str, variants: list[str], seeds: list[int] | None, prompts: list[str] | None
 ) -> tuple[list[dict], list[str]]:
@@ -102,17 +116,18 @@ def collect(
     for prompt in folders:
         for seed in seeds if seeds is not None else [None]:
             names = [full_name(n, seed) for n in [baseline, *variants]]
-            absent = [n for n in names if not (videos / prompt / n / "frames.h5").is_file()]
+            paths = [frames_path(results, prompt, n) for n in names]
+            absent = [n for n, path in zip(names, paths) if not path.is_file()]
             if absent:
                 notes.append(
                     f"skipped {prompt}{'' if seed is None else f' seed {seed}'}: no {', '.join(absent)}"
                 )
                 continue
-            base = read_frames(videos / prompt / names[0] / "frames.h5")
+            base = read_frames(paths[0])
             base_h_mse = evaluated_h_mse(results, prompt, names[0])
-            for name in names[1:]:
+            for name, path in zip(names[1:], paths[1:]):
                 h_mse_variant = evaluated_h_mse(results, prompt, name)
-                other = read_frames(videos / prompt / name / "frames.h5").frames
+                other = read_frames(path).frames
                 for row in frame_differences(base.frames, other):
                     rows.append(
                         {
@@ -186,7 +201,7 @@ def write_sheet(
     base = None
     for name in [baseline, *variants]:
         full = full_name(name, seed)
-        path = results / "videos" / prompt / full / "frames.h5"
+        path = frames_path(results, prompt, full)
         if not path.is_file():
             raise IntermediateFileError(f"--sheet {prompt}: no {path}")
         frames = read_frames(path).frames
