@@ -113,6 +113,19 @@ def test_a_module_row_is_compared_with_the_same_settings_without_the_modules(tmp
     assert table.loc["az.sla", "h_mse_rel_change_pct"] == pytest.approx(50.0)
 
 
+def test_the_report_table_names_each_baseline_without_the_sweep_prefix():
+    from latentman.metrics.gallery import table_html
+
+    made = [
+        record("s.ad.s0", "p1", "animatediff", False, False, 100.0, 1.0, 1.0, 1.0),
+        record("s.ad.sla.s0", "p1", "animatediff", True, False, 90.0, 1.0, 1.0, 1.0),
+    ]
+    table = aggregate(made, {"s.ad.s0": "s.ad", "s.ad.sla.s0": "s.ad.sla"})
+    cells = table_html(table, {})
+    assert '<td class="text">ad</td>' in cells and '<td class="text">—</td>' in cells
+    assert cells.startswith('<div class="wide"><table id="h-mse-table">')  # wide tables scroll, never cut
+
+
 def test_plots_are_written(records, tmp_path):
     table = aggregate(records, GROUPS)
     plot_per_pair(records, GROUPS, tmp_path / "pairs.png")

@@ -57,6 +57,7 @@ figure.preview img.animation{height:var(--side);width:auto}
 figure.plot figcaption{text-align:left;max-width:900px}
 .missing:not(figure){background:#fef3c7;border:1px solid #f59e0b;padding:8px 12px;margin:8px 0;font-size:13px}
 .complete{background:#ecfdf5;border:1px solid #10b981;padding:8px 12px;margin:8px 0;font-size:13px}
+.wide{overflow-x:auto;max-width:100%}td{white-space:nowrap}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #d1d5db;padding:4px 8px;text-align:right}
 th{background:#f3f4f6}td:first-child,th:first-child,td.text{text-align:left}
 .caption{font-size:13px;max-width:900px;color:#374151}.note{font-size:12px;color:#6b7280}
@@ -171,6 +172,14 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def short_baseline(row) -> str:
+    """The baseline cell without the sweep's name when the row shares it ("paper.t2v_zero" on a row of sweep
+    paper reads "t2v_zero"), so the column stays narrow."""
+    base = baseline_cell(row)
+    sweep = row.variant.split(".", 1)[0] + "."
+    return base[len(sweep) :] if base.startswith(sweep) and "." in row.variant else base
+
+
 def table_html(table: pd.DataFrame, expected_videos: Mapping[str, int]) -> str:
     """The aggregate table (latentman.metrics.aggregate.COLUMNS) as an HTML table in the paper's layout; the
     Videos column says "n of m" where a variant group has fewer evaluated videos than the sweep asks for."""
@@ -191,7 +200,7 @@ def table_html(table: pd.DataFrame, expected_videos: Mapping[str, int]) -> str:
             f'<td class="text">{html.escape(row.backbone)}</td>'
             f"<td>{'✓' if row.sla else '✗'}</td><td>{'✓' if row.pwg else '✗'}</td>"
             f"<td>{_fmt(row.h_mse_mean)} ± {_fmt(row.h_mse_std)}</td><td>{change}</td>"
-            f'<td>{paired_cell(row)}</td><td class="text">{html.escape(baseline_cell(row))}</td>'
+            f'<td>{paired_cell(row)}</td><td class="text">{html.escape(short_baseline(row))}</td>'
             f"<td>{_fmt(row.h_mse_official_mean)} ± {_fmt(row.h_mse_official_std)}</td>"
             f"<td>{_fmt(row.seconds_per_video, 1)}</td><td>{_fmt(row.peak_memory_mb, 0)}</td>"
             f"<td>{videos}</td></tr>"
@@ -208,7 +217,7 @@ def table_html(table: pd.DataFrame, expected_videos: Mapping[str, int]) -> str:
             f'<p class="note">Same settings, so the videos were generated once and reused: '
             f"{html.escape('; '.join(shared))}.</p>"
         )
-    return f'<table id="h-mse-table">{head}{"".join(rows)}</table>{note}'
+    return f'<div class="wide"><table id="h-mse-table">{head}{"".join(rows)}</table></div>{note}'
 
 
 def page(title: str, body: str) -> str:
