@@ -115,3 +115,13 @@ def frames_record(frames, **attrs):
         pwg_losses={"steps": [], "loss": []},
     )
     return FramesRecord(frames=frames, **(defaults | attrs))
+
+
+def load_tool(name: str):
+    """A script of tools/ as a module (its main(argv) is what the tests call)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_tool", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

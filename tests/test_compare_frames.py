@@ -1,25 +1,14 @@
 """tools/compare_frames.py: per-frame pixel differences between variants' videos."""
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import frames_record
+from conftest import frames_record, load_tool
 
 from latentman.generation.storage import write_frames
 from latentman.io import FORMAT_VERSIONS
 from latentman.metrics.storage import write_evaluation
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("compare_frames_tool", ROOT / "tools" / "compare_frames.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_video(results, prompt, name, frames, seed):
@@ -53,7 +42,7 @@ def videos(tmp_path):
 def test_rows_hold_per_frame_differences_and_h_mse(tmp_path, capsys):
     results = videos(tmp_path)
     out = tmp_path / "diff.csv"
-    tool = load_tool()
+    tool = load_tool("compare_frames")
     argv = ["--results", str(results), "--baseline", "a.base", "--variant", "a.norm", "--seeds", "0", "1"]
     assert tool.main([*argv, "--out", str(out), "--sheet", "walk_red", "--sheet-seed", "1"]) == 0
     printed = capsys.readouterr()
@@ -87,7 +76,7 @@ def test_a_variant_that_reused_a_video_is_read_from_the_folder_its_evaluation_na
         "settings": {"name": "a.base.s0"},  # b.same.s0 had a.base.s0's settings: no folder of its own
     }
     write_evaluation(results / "eval" / "walk_red" / "b.same.s0.json", record)
-    tool = load_tool()
+    tool = load_tool("compare_frames")
     argv = ["--results", str(results), "--baseline", "b.same", "--variant", "a.norm", "--seeds", "0"]
     assert tool.main([*argv, "--prompts", "walk_red", "--out", str(tmp_path / "d.csv")]) == 0
     assert "mean |diff| by frame: 0.0 1.0 20.0" in capsys.readouterr().out
@@ -96,7 +85,7 @@ def test_a_variant_that_reused_a_video_is_read_from_the_folder_its_evaluation_na
 def test_frames_of_other_shapes_are_one_clear_error(tmp_path, capsys):
     results = videos(tmp_path)
     write_video(results, "walk_red", "a.short.s0", np.zeros((2, 4, 4, 3), np.uint8), 0)
-    tool = load_tool()
+    tool = load_tool("compare_frames")
     argv = ["--results", str(results), "--baseline", "a.base", "--variant", "a.short", "--seeds", "0"]
     assert tool.main(argv) == 1
     assert (
@@ -106,7 +95,7 @@ def test_frames_of_other_shapes_are_one_clear_error(tmp_path, capsys):
 
 def test_no_matching_videos_is_one_clear_error(tmp_path, capsys):
     results = videos(tmp_path)
-    tool = load_tool()
+    tool = load_tool("compare_frames")
     assert tool.main(["--results", str(results), "--baseline", "a.base", "--variant", "a.other"]) == 1
     assert "error: no prompt folder under" in capsys.readouterr().err
     assert not (results / "tables").exists()
@@ -114,7 +103,7 @@ def test_no_matching_videos_is_one_clear_error(tmp_path, capsys):
 
 def test_sheet_seed_without_seeds_is_a_usage_error(tmp_path):
     results = videos(tmp_path)
-    tool = load_tool()
+    tool = load_tool("compare_frames")
     argv = ["--results", str(results), "--baseline", "a.base.s0", "--variant", "a.norm.s0"]
     with pytest.raises(SystemExit):
         tool.main([*argv, "--sheet", "walk_red", "--sheet-seed", "0"])

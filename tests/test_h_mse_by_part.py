@@ -1,12 +1,10 @@
 """H_MSE per body part group (latentman.metrics.h_mse.h_mse_by_part) and tools/h_mse_by_part.py."""
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import frames_record
+from conftest import frames_record, load_tool
 
 from latentman.correspondence.storage import write_correspondence
 from latentman.errors import IntermediateFileError
@@ -21,15 +19,6 @@ from latentman.metrics.h_mse import (
     part_areas,
 )
 from latentman.metrics.storage import write_evaluation
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("h_mse_by_part_tool", ROOT / "tools" / "h_mse_by_part.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_part_groups_are_densepose_parts_by_name():
@@ -185,7 +174,7 @@ def test_tool_writes_rows_and_relative_changes(tmp_path, capsys):
     record = {"format": "eval", "format_version": FORMAT_VERSIONS["eval"], "h_mse": {"mean": 1.0}}
     write_evaluation(results / "eval" / "walk_red" / "paper.t2v_zero.sla.s0.json", record)  # stale
     out = tmp_path / "by_part.csv"
-    tool = load_tool()
+    tool = load_tool("h_mse_by_part")
     argv = ["--results", str(results), "--baseline", "paper.t2v_zero", "--variant", "paper.t2v_zero.sla"]
     assert tool.main([*argv, "--seeds", "0", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr()
@@ -218,7 +207,7 @@ def test_tool_writes_rows_and_relative_changes(tmp_path, capsys):
 
 def test_tool_without_matching_videos_is_one_clear_error(tmp_path, capsys):
     results = tool_inputs(tmp_path)
-    tool = load_tool()
+    tool = load_tool("h_mse_by_part")
     argv = ["--results", str(results), "--baseline", "paper.t2v_zero", "--variant", "paper.t2v_zero.pwg"]
     assert tool.main([*argv, "--seeds", "0"]) == 1
     assert "error: no prompt folder under" in capsys.readouterr().err

@@ -20,8 +20,6 @@ mean difference by frame index and the H_MSE change. --sheet writes a contact sh
 
 from __future__ import annotations
 
-import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -72,10 +70,6 @@ def frame_differences(baseline, variant) -> list[dict]:
     return rows
 
 
-def full_name(name: str, seed: int | None) -> str:
-    return name if seed is None else f"{name}.s{seed}"
-
-
 def evaluated_h_mse(results: Path, prompt: str, name: str) -> float | None:
     from latentman.metrics.storage import read_evaluation
 
@@ -100,22 +94,13 @@ def collect(
     results: Path, baseline: str, variants: list[str], seeds: list[int] | None, prompts: list[str] | None
 ) -> tuple[list[dict], list[str]]:
     """All CSV rows, and notes about the (prompt, seed) pairs skipped for want of a video."""
-    from latentman.errors import IntermediateFileError
     from latentman.generation.storage import read_frames
+    from latentman.metrics.diagnostics import prompt_folders, video_name
 
-    videos = results / "videos"
-    if not videos.is_dir():
-        raise IntermediateFileError(f"{videos} is not a folder; pass --results the run's results folder")
-    folders = sorted(p.name for p in videos.iterdir() if p.is_dir())
-    if prompts:
-        missing = sorted(set(prompts) - set(folders))
-        if missing:
-            raise IntermediateFileError(f"--prompts {' '.join(missing)}: no such folder under {videos}")
-        folders = [p for p in folders if p in prompts]
     rows, notes = [], []
-    for prompt in folders:
+    for prompt in prompt_folders(results, prompts):
         for seed in seeds if seeds is not None else [None]:
-            names = [full_name(n, seed) for n in [baseline, *variants]]
+            names = [video_name(n, seed) for n in [baseline, *variants]]
             paths = [frames_path(results, prompt, n) for n in names]
             absent = [n for n, path in zip(names, paths) if not path.is_file()]
             if absent:
@@ -146,9 +131,11 @@ def summary(rows: list[dict], variants: list[str], seeds: list[int] | None) -> s
     """Per variant: mean |difference| at each frame index, then the H_MSE change pooled and per video."""
     import numpy as np
 
+    from latentman.metrics.diagnostics import video_name
+
     lines = []
     for variant in variants:
-        mine = [r for r in rows if r["variant"] == full_name(variant, None if seeds is None else r["seed"])]
+        mine = [r for r in rows if r["variant"] == video_name(variant, None if seeds is None else r["seed"])]
         if not mine:
             continue
         frames = sorted({r["frame"] for r in mine})
@@ -178,16 +165,6 @@ def summary(rows: list[dict], variants: list[str], seeds: list[int] | None) -> s
     return "\n".join(lines)
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    from latentman.io import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: "" if row[key] is None else row[key] for key in COLUMNS})
-
-
 def write_sheet(
     results: Path, baseline: str, variants: list[str], prompt: str, seed: int | None, out: Path
 ) -> None:
@@ -195,12 +172,13 @@ def write_sheet(
 
     from latentman.errors import IntermediateFileError
     from latentman.generation.storage import read_frames
+    from latentman.metrics.diagnostics import video_name
     from latentman.metrics.plots import contact_sheet
 
     rows = {}
     base = None
     for name in [baseline, *variants]:
-        full = full_name(name, seed)
+        full = video_name(name, seed)
         path = frames_path(results, prompt, full)
         if not path.is_file():
             raise IntermediateFileError(f"--sheet {prompt}: no {path}")
@@ -217,25 +195,16 @@ def write_sheet(
 
 def main(argv: list[str] | None = None) -> int:
     from latentman.errors import LatentmanError
+    from latentman.metrics.diagnostics import comparison_parser, no_videos, other_variants, write_rows
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=ROOT / "results")
-    parser.add_argument("--baseline", required=True, help="the variant to compare against")
-    parser.add_argument("--variant", action="append", required=True, help="repeat for several")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="expand names to <name>.s<seed>")
-    parser.add_argument("--prompts", nargs="+", default=None, help="only these prompt folders")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="CSV (default RESULTS/tables/compare_frames.csv)"
-    )
+    parser = comparison_parser(__doc__.splitlines()[0], ROOT / "results", "compare_frames.csv")
     parser.add_argument("--sheet", metavar="PROMPT", default=None, help="also a contact sheet of this prompt")
     parser.add_argument(
         "--sheet-seed", type=int, default=None, help="its seed (default: the first of --seeds)"
     )
     parser.add_argument("--sheet-out", type=Path, default=None, help="its PNG (default RESULTS/tables/...)")
     args = parser.parse_args(argv)
-    variants = [v for v in dict.fromkeys(args.variant) if v != args.baseline]
-    if not variants:
-        parser.error("--variant must name at least one variant other than --baseline")
+    variants = other_variants(parser, args)
     if args.sheet_seed is not None and args.seeds is None:
         parser.error("--sheet-seed needs --seeds (without it the names are used as given)")
     try:
@@ -243,14 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         for note in notes:
             print(note, file=sys.stderr)
         if not rows:
-            raise LatentmanError(
-                f"no prompt folder under {args.results / 'videos'} has frames.h5 of {args.baseline} and "
-                "every --variant"
-                + (f" for seeds {args.seeds}" if args.seeds else "")
-                + "; check the names (ls the folders)"
-            )
+            raise no_videos(args.results, args.baseline, args.seeds)
         out = args.out or args.results / "tables" / "compare_frames.csv"
-        write_csv(out, rows)
+        write_rows(out, rows, COLUMNS)
         sheet = None
         if args.sheet:
             seed = args.sheet_seed if args.sheet_seed is not None else (args.seeds or [None])[0]

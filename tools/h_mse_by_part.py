@@ -20,8 +20,6 @@ relative change of each variant and how many videos improved.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -125,23 +123,16 @@ def collect(
 ) -> tuple[list[dict], list[str]]:
     """All CSV rows, and notes about videos skipped or evaluations that disagree."""
     from latentman.correspondence.storage import read_correspondence
-    from latentman.errors import IntermediateFileError
+    from latentman.metrics.diagnostics import prompt_folders, video_name
 
     videos = results / "videos"
-    if not videos.is_dir():
-        raise IntermediateFileError(f"{videos} is not a folder; pass --results the run's results folder")
-    folders = sorted(p.name for p in videos.iterdir() if p.is_dir())
-    if prompts:
-        missing = sorted(set(prompts) - set(folders))
-        if missing:
-            raise IntermediateFileError(f"--prompts {' '.join(missing)}: no such folder under {videos}")
-        folders = [p for p in folders if p in prompts]
+    folders = prompt_folders(results, prompts)
     rows: list[dict] = []
     notes: list[str] = []
     for prompt in folders:
         geometry = None
         for seed in seeds if seeds is not None else [None]:
-            names = {name: name if seed is None else f"{name}.s{seed}" for name in [baseline, *variants]}
+            names = {name: video_name(name, seed) for name in [baseline, *variants]}
             absent = [full for full in names.values() if not (videos / prompt / full / "frames.h5").is_file()]
             if absent:
                 notes.append(
@@ -180,16 +171,6 @@ def collect(
     return rows, notes
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    from latentman.io import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: "" if row[key] is None else row[key] for key in COLUMNS})
-
-
 def summary(rows: list[dict], baseline: str, variants: list[str], seeds: list[int] | None) -> str:
     """Per group: latent area of the baseline's body, then per variant mean Δ% and improved/videos."""
     import numpy as np
@@ -224,33 +205,19 @@ def _is(row: dict, name: str, seeds: list[int] | None) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     from latentman.errors import LatentmanError
+    from latentman.metrics.diagnostics import comparison_parser, no_videos, other_variants, write_rows
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=ROOT / "results")
-    parser.add_argument("--baseline", required=True, help="variant to compare against, e.g. paper.t2v_zero")
-    parser.add_argument("--variant", action="append", required=True, help="repeat for several")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="expand names to <name>.s<seed>")
-    parser.add_argument("--prompts", nargs="+", default=None, help="only these prompt folders")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="CSV (default RESULTS/tables/h_mse_by_part.csv)"
-    )
+    parser = comparison_parser(__doc__.splitlines()[0], ROOT / "results", "h_mse_by_part.csv")
     args = parser.parse_args(argv)
-    variants = [v for v in dict.fromkeys(args.variant) if v != args.baseline]
-    if not variants:
-        parser.error("--variant must name at least one variant other than --baseline")
+    variants = other_variants(parser, args)
     try:
         rows, notes = collect(args.results, args.baseline, variants, args.seeds, args.prompts)
         for note in notes:
             print(note, file=sys.stderr)
         if not rows:
-            raise LatentmanError(
-                f"no prompt folder under {args.results / 'videos'} has frames.h5 of {args.baseline} and "
-                "every --variant"
-                + (f" for seeds {args.seeds}" if args.seeds else "")
-                + "; check the names (ls the folders)"
-            )
+            raise no_videos(args.results, args.baseline, args.seeds)
         out = args.out or args.results / "tables" / "h_mse_by_part.csv"
-        write_csv(out, rows)
+        write_rows(out, rows, COLUMNS)
     except LatentmanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
