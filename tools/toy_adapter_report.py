@@ -26,10 +26,6 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from latentman.config import load_config, resolve_variant
-    from latentman.generation.methods import get_method
-    from latentman.generation.pipeline import LatentmanPipeline
-    from latentman.models import load_models
     from latentman_dev.toy import adapter_quality, quality
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,23 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    config = load_config(ROOT / "config.yaml")
-    base = resolve_variant(config, "t2v_zero")
-    base.update(num_inference_steps=args.steps, prompt_suffix="", negative_prompt="")
-    toy = {"stable_diffusion": "embedded:toy", "controlnet_depth": "embedded:toy"}
-    image_pipe = LatentmanPipeline(load_models(toy), "cpu", "float32")
-    video_models = load_models(toy)
-    get_method("animatediff").extend_models(
-        video_models, toy | {"motion_adapter": args.adapter}, ROOT / "results" / "models"
-    )
-    video_pipe = LatentmanPipeline(video_models, "cpu", "float32")
+    pipes = adapter_quality.toy_pipelines(args.adapter, ROOT, args.steps)
+    image_pipe, video_pipe, base, config = pipes.image, pipes.video, pipes.base, pipes.config
     clips = quality.held_out_clips(args.clips, args.frames, config["render"]["resolution"])
     bar, frames = adapter_quality.measure(image_pipe, video_pipe, clips, base, args.seed)
 
     args.out.mkdir(parents=True, exist_ok=True)
     summary = dataclasses.asdict(bar) | {
         "adapter": args.adapter,
-        "adapter_hash": video_models.hashes.get("motion_adapter"),
+        "adapter_hash": pipes.adapter_hash,
         "settings": {"steps": args.steps, "frames": args.frames, "seed": args.seed, "clips": args.clips},
         "consistency_ratio": bar.consistency_ratio,
         "passes": bar.passes(),

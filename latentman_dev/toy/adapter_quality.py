@@ -19,6 +19,7 @@ The variants are the workflow's (``resolve_variant`` of config.yaml, the toy sch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,6 +42,40 @@ def variants(base: dict) -> dict[str, dict]:
             base, method="animatediff", animatediff=dict(ad, temporal_attention="positional_corrected")
         ),
     }
+
+
+class ToyPipelines(NamedTuple):
+    image: object  # LatentmanPipeline on the toy UNet
+    video: object  # LatentmanPipeline on the toy UNet with the adapter under test
+    base: dict  # the workflow's t2v_zero settings at the measured number of steps
+    config: dict
+    adapter_hash: str | None
+
+
+def toy_pipelines(adapter: str, root, steps: int, models_dir=None) -> ToyPipelines:
+    """The image pipeline (the toy UNet), the video pipeline (the toy UNet with ``adapter``, a
+    ``models.motion_adapter`` value) and the workflow's ``t2v_zero`` settings at ``steps`` DDIM steps, as the
+    bar measures them (``root``: the repository, for config.yaml; ``models_dir``: where built models are
+    cached, default ``root/results/models``)."""
+    from pathlib import Path
+
+    from latentman.config import load_config, resolve_variant
+    from latentman.generation.methods import get_method
+    from latentman.generation.pipeline import LatentmanPipeline
+    from latentman.models import load_models
+
+    root = Path(root)
+    config = load_config(root / "config.yaml")
+    base = resolve_variant(config, "t2v_zero")
+    base.update(num_inference_steps=steps, prompt_suffix="", negative_prompt="")
+    toy = {"stable_diffusion": "embedded:toy", "controlnet_depth": "embedded:toy"}
+    image_pipe = LatentmanPipeline(load_models(toy), "cpu", "float32")
+    video_models = load_models(toy)
+    get_method("animatediff").extend_models(
+        video_models, toy | {"motion_adapter": adapter}, models_dir or root / "results" / "models"
+    )
+    video_pipe = LatentmanPipeline(video_models, "cpu", "float32")
+    return ToyPipelines(image_pipe, video_pipe, base, config, video_models.hashes.get("motion_adapter"))
 
 
 @dataclass
