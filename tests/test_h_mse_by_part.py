@@ -205,6 +205,26 @@ def test_tool_writes_rows_and_relative_changes(tmp_path, capsys):
     assert summary["hands"].split()[-2:] == ["+300.0%", "(0/3)"]
 
 
+def test_tool_reads_a_variant_that_reused_a_video_from_the_folder_its_evaluation_names(tmp_path, capsys):
+    results = tool_inputs(tmp_path)
+    # other.same.s0 reused paper.t2v_zero.sla.s0's video, so it has no folder of its own
+    record = {
+        "format": "eval",
+        "format_version": FORMAT_VERSIONS["eval"],
+        "h_mse": {"mean": 58400 / 48},
+        "settings": {"name": "paper.t2v_zero.sla.s0"},
+    }
+    write_evaluation(results / "eval" / "walk_red" / "other.same.s0.json", record)
+    out = tmp_path / "by_part.csv"
+    argv = ["--results", str(results), "--baseline", "paper.t2v_zero", "--variant", "other.same"]
+    argv += ["--seeds", "0", "--prompts", "walk_red", "--out", str(out)]
+    assert load_tool("h_mse_by_part").main(argv) == 0
+    assert "skipped" not in capsys.readouterr().err
+    whole = {r["variant"]: r for r in csv.DictReader(out.open()) if r["group"] == "all"}
+    # the reused frames are paper.t2v_zero.sla.s0's: (32 * 25 + 16 * 3600) / 48
+    assert float(whole["other.same.s0"]["h_mse"]) == pytest.approx(58400 / 48)
+
+
 def test_tool_without_matching_videos_is_one_clear_error(tmp_path, capsys):
     results = tool_inputs(tmp_path)
     tool = load_tool("h_mse_by_part")

@@ -70,32 +70,12 @@ def frame_differences(baseline, variant) -> list[dict]:
     return rows
 
 
-def evaluated_h_mse(results: Path, prompt: str, name: str) -> float | None:
-    from latentman.metrics.storage import read_evaluation
-
-    path = results / "eval" / prompt / f"{name}.json"
-    return read_evaluation(path)["h_mse"]["mean"] if path.is_file() else None
-
-
-def frames_path(results: Path, prompt: str, name: str) -> Path:
-    """The frames of a variant: its own folder, or, for a variant that reused an equal variant's video (a
-    sweep's shared results), the folder its evaluation names."""
-    from latentman.metrics.storage import read_evaluation
-
-    own = results / "videos" / prompt / name / "frames.h5"
-    record = results / "eval" / prompt / f"{name}.json"
-    if own.is_file() or not record.is_file():
-        return own
-    generated_by = (read_evaluation(record).get("settings") or {}).get("name") or name
-    return results / "videos" / prompt / generated_by / "frames.h5"
-
-
 def collect(
     results: Path, baseline: str, variants: list[str], seeds: list[int] | None, prompts: list[str] | None
 ) -> tuple[list[dict], list[str]]:
     """All CSV rows, and notes about the (prompt, seed) pairs skipped for want of a video."""
     from latentman.generation.storage import read_frames
-    from latentman.metrics.diagnostics import prompt_folders, video_name
+    from latentman.metrics.diagnostics import evaluated_h_mse, frames_path, prompt_folders, video_name
 
     rows, notes = [], []
     for prompt in prompt_folders(results, prompts):
@@ -172,7 +152,7 @@ def write_sheet(
 
     from latentman.errors import IntermediateFileError
     from latentman.generation.storage import read_frames
-    from latentman.metrics.diagnostics import video_name
+    from latentman.metrics.diagnostics import frames_path, video_name
     from latentman.metrics.plots import contact_sheet
 
     rows = {}

@@ -6,7 +6,8 @@
 
 With --seeds every name is expanded to ``<name>.s<seed>`` (sweep naming: ``{sweep}.{fragment}...[.s{seed}]``);
 without, the names are used as given. For every prompt folder under ``RESULTS/videos`` that has the baseline
-and every variant (per seed), reads ``frames.h5`` and the evaluation's correspondences
+and every variant (per seed), reads ``frames.h5`` (a variant that reused an equal variant's video: the folder
+its evaluation names) and the evaluation's correspondences
 (``RESULTS/correspondence/{prompt}/prev.h5``, grid ``guidance``), and computes
 latentman.metrics.h_mse.h_mse_by_part. Writes a CSV (default ``RESULTS/tables/h_mse_by_part.csv``), one
 row per (prompt, seed, variant, group): ``h_mse``, ``pairs`` (matched (q, s) averaged over),
@@ -110,22 +111,13 @@ def video_rows(frames_path: Path, geometry: dict, correspondence_path: Path) -> 
     return rows, attrs
 
 
-def stored_h_mse(results: Path, prompt: str, variant: str) -> float | None:
-    """The eval record's H_MSE when the evaluation has run, else None."""
-    from latentman.metrics.storage import read_evaluation
-
-    path = results / "eval" / prompt / f"{variant}.json"
-    return read_evaluation(path)["h_mse"]["mean"] if path.is_file() else None
-
-
 def collect(
     results: Path, baseline: str, variants: list[str], seeds: list[int] | None, prompts: list[str] | None
 ) -> tuple[list[dict], list[str]]:
     """All CSV rows, and notes about videos skipped or evaluations that disagree."""
     from latentman.correspondence.storage import read_correspondence
-    from latentman.metrics.diagnostics import prompt_folders, video_name
+    from latentman.metrics.diagnostics import evaluated_h_mse, frames_path, prompt_folders, video_name
 
-    videos = results / "videos"
     folders = prompt_folders(results, prompts)
     rows: list[dict] = []
     notes: list[str] = []
@@ -133,7 +125,8 @@ def collect(
         geometry = None
         for seed in seeds if seeds is not None else [None]:
             names = {name: video_name(name, seed) for name in [baseline, *variants]}
-            absent = [full for full in names.values() if not (videos / prompt / full / "frames.h5").is_file()]
+            paths = {full: frames_path(results, prompt, full) for full in names.values()}
+            absent = [full for full, frames in paths.items() if not frames.is_file()]
             if absent:
                 notes.append(
                     f"skipped {prompt}{'' if seed is None else f' seed {seed}'}: no {', '.join(absent)}"
@@ -144,8 +137,8 @@ def collect(
                 geometry = prompt_geometry(read_correspondence(path))
             baseline_values = {}
             for name, full in names.items():
-                video, attrs = video_rows(videos / prompt / full / "frames.h5", geometry, path)
-                stored = stored_h_mse(results, prompt, full)
+                video, attrs = video_rows(paths[full], geometry, path)
+                stored = evaluated_h_mse(results, prompt, full)
                 whole = next(r["h_mse"] for r in video if r["group"] == WHOLE)
                 if stored is not None and abs(stored - whole) > TOLERANCE:
                     notes.append(

@@ -1,6 +1,7 @@
 """What the by-hand diagnostics of a finished run share (tools/h_mse_by_part.py, tools/compare_frames.py):
-finding the prompt folders of ``RESULTS/videos``, naming a sweep variant's video per seed, and writing their
-CSV atomically."""
+their arguments, finding the prompt folders of ``RESULTS/videos``, naming a sweep variant's video per seed,
+finding its frames (its own or the ones it reused) and its evaluated H_MSE, and writing their CSV
+atomically."""
 
 from __future__ import annotations
 
@@ -31,6 +32,27 @@ def prompt_folders(results: Path, prompts: Sequence[str] | None) -> list[str]:
 def video_name(name: str, seed: int | None) -> str:
     """A variant's name at one seed, as sweeps name it (``{sweep}.{fragment}...[.s{seed}]``)."""
     return name if seed is None else f"{name}.s{seed}"
+
+
+def frames_path(results: Path, prompt: str, name: str) -> Path:
+    """The frames of a variant: its own folder, or, for a variant that reused an equal variant's video (a
+    sweep's shared results), the folder its evaluation names."""
+    from latentman.metrics.storage import read_evaluation
+
+    own = Path(results) / "videos" / prompt / name / "frames.h5"
+    record = Path(results) / "eval" / prompt / f"{name}.json"
+    if own.is_file() or not record.is_file():
+        return own
+    generated_by = (read_evaluation(record).get("settings") or {}).get("name") or name
+    return Path(results) / "videos" / prompt / generated_by / "frames.h5"
+
+
+def evaluated_h_mse(results: Path, prompt: str, name: str) -> float | None:
+    """The evaluation's H_MSE of a variant's video, None when the evaluation has not run."""
+    from latentman.metrics.storage import read_evaluation
+
+    path = Path(results) / "eval" / prompt / f"{name}.json"
+    return read_evaluation(path)["h_mse"]["mean"] if path.is_file() else None
 
 
 def no_videos(results: Path, baseline: str, seeds: Sequence[int] | None) -> LatentmanError:
